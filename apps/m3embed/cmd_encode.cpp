@@ -1,0 +1,164 @@
+// m3embed encode: texts -> one JSON object per text, in input order.
+#include <chrono>
+#include <cstdio>
+
+#include "apps/m3embed/common.h"
+#include "apps/m3embed/io.h"
+#include "apps/m3embed/progress.h"
+#include "core/error.h"
+
+namespace m3cli {
+namespace {
+
+struct Item {
+  std::string text;
+  int64_t line = 0;  // 1-based input line (0 for TEXT arguments: the argument index is used)
+};
+
+OutJson to_json(const m3::Model& model, const m3::EncodedText& e, const EncodeArgs& args) {
+  OutJson j = OutJson::object();
+  if (!e.dense.empty()) j["dense"] = e.dense;
+  if (args.sparse) {
+    OutJson sparse = OutJson::object();
+    for (const auto& [id, w] : e.sparse.entries) sparse[std::to_string(id)] = w;
+    j["sparse"] = std::move(sparse);
+  }
+  if (args.colbert) {
+    OutJson rows = OutJson::array();
+    const int64_t dim = model.colbert_dim();
+    for (int64_t r = 0; r < e.colbert_rows; ++r) {
+      rows.push_back(std::vector<float>(e.colbert.begin() + r * dim, e.colbert.begin() + (r + 1) * dim));
+    }
+    j["colbert"] = std::move(rows);
+  }
+  if (args.tokens) {
+    OutJson tokens = OutJson::object();
+    for (const auto& [id, w] : e.sparse.entries) tokens[model.tokenizer().id_to_token(id)] = w;
+    j["sparse_tokens"] = std::move(tokens);
+  }
+  return j;
+}
+
+// Encodes one window of texts and writes their lines in order. A text that fails gets an
+// error record; the others are still written. Returns the number of failed texts.
+int64_t encode_window(const m3::Model& model, const std::vector<Item>& items, const m3::EncodeOptions& opt,
+                      const EncodeArgs& args, int64_t* tokens) {
+  std::vector<std::string> texts;
+  texts.reserve(items.size());
+  for (const Item& it : items) texts.push_back(it.text);
+  std::vector<m3::EncodedText> out;
+  try {
+    out = model.encode_batch(texts, opt);
+  } catch (const m3::Error&) {
+    // Find the culprit(s): encode one by one so every good text is still produced.
+    int64_t failed = 0;
+    for (const Item& it : items) {
+      try {
+        auto one = model.encode_batch({it.text}, opt);
+        *tokens += static_cast<int64_t>(one[0].ids.size());
+        write_json_line(to_json(model, one[0], args));
+      } catch (const m3::Error& e) {
+        OutJson err = OutJson::object();
+        err["error"] = e.what();
+        err["line"] = it.line;
+        write_json_line(err);
+        print_error("input line " + std::to_string(it.line) + ": " + e.what());
+        ++failed;
+      }
+    }
+    return failed;
+  }
+  for (const m3::EncodedText& e : out) {
+    *tokens += static_cast<int64_t>(e.ids.size());
+    write_json_line(to_json(model, e, args));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_encode(const EncodeArgs& args_in) {
+  EncodeArgs args = args_in;
+  if (args.input.empty() && args.texts.empty()) {
+    print_error("encode: no input; give TEXT arguments or -i FILE (-i - reads stdin)");
+    return kExitInput;
+  }
+  if (!args.input.empty() && !args.texts.empty()) {
+    print_error("encode: give either TEXT arguments or -i FILE, not both");
+    return kExitInput;
+  }
+  if (args.tokens) args.sparse = true;
+  auto model = load_model(args.common);
+  if (!model) return kExitModel;
+
+  m3::EncodeOptions opt;
+  opt.sparse = args.sparse;
+  opt.colbert = args.colbert;
+  opt.dense = args.dense || (!args.sparse && !args.colbert);
+  opt.max_length = args.max_length;
+  opt.max_batch_size = args.batch_size;
+  if ((opt.sparse && !model->has_sparse()) || (opt.colbert && !model->has_colbert())) {
+    print_error("encode: " + args.common.model + " is a dense-only model (no " +
+                std::string(opt.sparse && !model->has_sparse() ? "sparse" : "colbert") +
+                " head); drop --sparse/--colbert/--tokens");
+    return kExitInput;
+  }
+
+  Progress progress("encode", "texts", !args.common.quiet && stderr_is_terminal());
+  const auto start = std::chrono::steady_clock::now();
+  int64_t done = 0, tokens = 0, failed = 0;
+  auto report = [&](double total) {
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char extra[64];
+    std::snprintf(extra, sizeof extra, "%.0f tok/s", secs > 0 ? tokens / secs : 0.0);
+    progress.set_total(total);
+    progress.update(static_cast<double>(done), extra);
+  };
+
+  // Texts are read and encoded in windows, so output starts before the input ends and
+  // memory does not grow with the input; within a window texts are grouped by length.
+  const size_t window = static_cast<size_t>(std::max<int64_t>(args.batch_size * 8, 256));
+  std::vector<Item> items;
+  auto flush = [&](double total) {
+    failed += encode_window(*model, items, opt, args, &tokens);
+    done += static_cast<int64_t>(items.size());
+    items.clear();
+    std::fflush(stdout);
+    report(total);
+  };
+  try {
+    if (args.input.empty()) {
+      for (size_t i = 0; i < args.texts.size(); ++i) {
+        items.push_back({args.texts[i], static_cast<int64_t>(i + 1)});
+        if (items.size() == window) flush(static_cast<double>(args.texts.size()));
+      }
+      if (!items.empty()) flush(static_cast<double>(args.texts.size()));
+    } else {
+      LineReader reader(args.input);
+      std::string line;
+      while (reader.next(&line)) {
+        items.push_back({line, reader.line_number()});
+        if (items.size() == window) {
+          // Estimate the total from bytes: texts so far * total bytes / bytes read.
+          const double total = reader.total_bytes() > 0
+                                   ? double(done + items.size()) * reader.total_bytes() / std::max<int64_t>(reader.bytes_read(), 1)
+                                   : 0.0;
+          flush(total);
+        }
+      }
+      if (!items.empty()) flush(static_cast<double>(done + items.size()));
+    }
+  } catch (const m3::Error& e) {
+    progress.finish();
+    print_error(std::string("encode: ") + e.what());
+    return kExitInput;
+  }
+  progress.finish();
+  if (failed > 0) {
+    print_error("encode: " + std::to_string(failed) + " of " + std::to_string(done) + " texts failed");
+    return kExitInput;
+  }
+  return kExitOk;
+}
+
+}  // namespace m3cli

@@ -1,0 +1,52 @@
+// Subcommands of the m3embed command line. Each returns the process exit code:
+// 0 success, 1 a usage or input error (message on stderr), 2 a bad model file.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace m3cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitInput = 1;
+constexpr int kExitModel = 2;
+
+struct CommonOptions {
+  std::string model;  // -m MODEL.m3
+  int threads = 0;    // 0 = all cores
+  bool quiet = false;
+};
+
+struct EncodeArgs {
+  CommonOptions common;
+  bool dense = false, sparse = false, colbert = false, tokens = false;
+  int64_t max_length = 0;  // 0 = model maximum
+  int64_t batch_size = 32;
+  std::string input;  // -i FILE or "-" for stdin; empty = TEXT arguments
+  std::vector<std::string> texts;
+};
+int run_encode(const EncodeArgs& args);
+
+struct ScoreArgs {
+  CommonOptions common;
+  std::string input;                         // PAIRS.tsv or "-"
+  std::vector<float> weights{1.0f, 1.0f, 1.0f};  // dense, sparse, colbert
+  int64_t max_query_length = 512;
+  int64_t max_passage_length = 8192;
+  int64_t batch_size = 32;
+};
+int run_score(const ScoreArgs& args);
+
+struct ConvertArgs {
+  std::string hf_dir, output, dtype = "f32";
+  bool quiet = false;
+};
+int run_convert(const ConvertArgs& args);
+
+struct InfoArgs {
+  std::string model;
+  bool json = false;
+};
+int run_info(const InfoArgs& args);
+
+}  // namespace m3cli

@@ -1,0 +1,49 @@
+// The XLM-RoBERTa encoder forward pass (fp32), over padding-free packed batches.
+//
+// A batch is several token sequences laid end to end: linear layers run once over all
+// tokens of all sequences; attention runs per sequence. No compute is spent on padding.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/config.h"
+#include "core/model_file.h"
+
+namespace m3 {
+
+struct PackedBatch {
+  std::vector<int32_t> ids;        // token ids of all sequences, end to end
+  std::vector<int32_t> positions;  // position id of every token (same length as ids)
+  std::vector<int64_t> offsets{0}; // sequence i is [offsets[i], offsets[i+1])
+
+  size_t num_sequences() const { return offsets.size() - 1; }
+  size_t num_tokens() const { return ids.size(); }
+  // Appends one sequence; positions first_position, first_position+1, ... (XLM-R: pad_id + 1).
+  void add(const std::vector<int32_t>& seq_ids, int32_t first_position);
+};
+
+class Encoder {
+ public:
+  // Binds to the weights inside `file` (kept alive by the Encoder) and prepares matmul
+  // primitives. Checks every tensor's presence, dtype and shape against `config`;
+  // throws Error(kBadModel) naming the tensor otherwise.
+  Encoder(std::shared_ptr<const ModelFile> file, const ModelConfig& config);
+  ~Encoder();
+
+  const ModelConfig& config() const { return config_; }
+
+  // Last hidden states of every token: hidden->size() == batch.num_tokens() * hidden_size,
+  // row-major, rows in batch order. Throws Error(kInvalidArgument) on ids >= vocab_size or < 0,
+  // positions outside the position table, or malformed offsets. Thread-safe: may be called
+  // from several threads at once (scratch memory is per call).
+  void forward(const PackedBatch& batch, std::vector<float>* hidden) const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<const ModelFile> file_;
+  ModelConfig config_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace m3

@@ -1,0 +1,53 @@
+// BGE-M3's three output heads over the last hidden states of one sequence, and the scores
+// that compare their outputs (FlagEmbedding's BGEM3FlagModel semantics).
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace m3 {
+
+class Linear;
+
+// Lexical weights: (token id, weight) in the order of each id's first positive occurrence.
+struct SparseVector {
+  std::vector<std::pair<int32_t, float>> entries;
+  bool empty() const { return entries.empty(); }
+};
+
+// Ids that never get a lexical weight: <s>, <pad>, </s>, <unk> (not <mask>).
+bool is_unused_token(int32_t id);
+
+// dense: the hidden state of position 0, L2-normalised (x / max(|x|, 1e-12)).
+std::vector<float> dense_head(const float* cls_hidden, int64_t hidden);
+
+// sparse: w_t = relu(h_t · weight + bias) for every position; skip unused ids and w <= 0;
+// keep the max weight per id; order = first positive occurrence.
+// hidden_states: [n, hidden] rows of one sequence; weight: [hidden]; bias: scalar.
+SparseVector sparse_head(const float* hidden_states, const int32_t* ids, int64_t n, int64_t hidden,
+                         const float* weight, float bias);
+
+// colbert: colbert_linear over positions 1..n-1 (drop <s>, keep </s>), each row
+// L2-normalised. Returns rows * dim floats, rows = n - 1.
+std::vector<float> colbert_head(const Linear& colbert_linear, const float* hidden_states, int64_t n);
+
+// Dot product of two dense vectors (already normalised: the cosine).
+float dense_score(const std::vector<float>& a, const std::vector<float>& b);
+// Sum over ids present in both of a[id] * b[id].
+float lexical_matching_score(const SparseVector& a, const SparseVector& b);
+// (sum over query rows of max over passage rows of q_i · p_j) / query rows; 0 if either is empty.
+float colbert_score(const float* q, int64_t q_rows, const float* p, int64_t p_rows, int64_t dim);
+
+// Weights of compute_score, in FlagEmbedding's order [dense, sparse, colbert].
+struct ScoreWeights {
+  float dense = 1.0f, sparse = 1.0f, colbert = 1.0f;
+};
+// The five outputs of compute_score for one pair.
+struct PairScores {
+  float dense = 0, sparse = 0, colbert = 0, sparse_dense = 0, colbert_sparse_dense = 0;
+};
+// Combines the three raw scores: sparse+dense = (ws*s + wd*d)/(ws + wd),
+// colbert+sparse+dense = (wc*c + ws*s + wd*d)/(wc + ws + wd).
+PairScores combine_scores(float dense, float sparse, float colbert, const ScoreWeights& w);
+
+}  // namespace m3

@@ -1,0 +1,171 @@
+// The m3embed command line contract: outputs, keys, order, exit codes, error records.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "core/model.h"
+#include "tests/testing.h"
+
+namespace {
+
+using nlohmann::json;
+
+std::vector<json> json_lines(const std::string& out) {
+  std::vector<json> v;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) v.push_back(json::parse(line));
+  }
+  return v;
+}
+
+std::string cli() { return m3test::cli_path(); }
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+std::string write_file(const std::string& name, const std::string& content) {
+  const std::string path = m3test::scratch_dir("cli") + "/" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("encode: dense by default, in input order, equal to the library's output") {
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  const auto r = m3test::run_command(cli() + " encode -q -m " + model + " 'What is BGE M3?' '' 'Defination of BM25'");
+  REQUIRE(r.status == 0);
+  const auto lines = json_lines(r.out);
+  REQUIRE(lines.size() == 3);
+  auto lib = m3::Model::load(model)->encode_batch({"What is BGE M3?", "", "Defination of BM25"}, m3::EncodeOptions{});
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(lines[i].size() == 1);
+    REQUIRE(lines[i].contains("dense"));
+    const auto dense = lines[i]["dense"].get<std::vector<float>>();
+    CHECK(dense == lib[i].dense);  // floats printed with enough digits to read back exactly
+  }
+}
+
+TEST_CASE("encode: --sparse --colbert --tokens give exactly the requested keys, sparse in key order") {
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  const auto r = m3test::run_command(cli() + " encode -q -m " + model +
+                                     " --sparse --colbert --tokens 'What is BGE M3?' 'the the the cat the'");
+  REQUIRE(r.status == 0);
+  const auto lines = json_lines(r.out);
+  REQUIRE(lines.size() == 2);
+  m3::EncodeOptions opt;
+  opt.dense = false;
+  opt.sparse = opt.colbert = true;
+  auto m = m3::Model::load(model);
+  auto lib = m->encode_batch({"What is BGE M3?", "the the the cat the"}, opt);
+  for (size_t i = 0; i < 2; ++i) {
+    const json& o = lines[i];
+    CHECK_FALSE(o.contains("dense"));
+    REQUIRE(o.contains("sparse"));
+    REQUIRE(o.contains("colbert"));
+    REQUIRE(o.contains("sparse_tokens"));
+    REQUIRE(o["sparse"].size() == lib[i].sparse.entries.size());
+    for (const auto& [id, w] : lib[i].sparse.entries) {
+      CHECK(o["sparse"][std::to_string(id)].get<float>() == w);
+    }
+    CHECK(o["colbert"].size() == static_cast<size_t>(lib[i].colbert_rows));
+    CHECK(o["colbert"][0].size() == static_cast<size_t>(m->colbert_dim()));
+  }
+  // Key order on the wire (json::parse above sorts keys): the first line's sparse keys appear
+  // in first-occurrence order.
+  const std::string first = r.out.substr(0, r.out.find('\n'));
+  size_t last = 0;
+  for (const auto& [id, w] : lib[0].sparse.entries) {
+    const size_t at = first.find("\"" + std::to_string(id) + "\":");
+    REQUIRE(at != std::string::npos);
+    CHECK(at >= last);
+    last = at;
+  }
+}
+
+TEST_CASE("encode: -i FILE and -i - (stdin) read one text per line") {
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  const std::string path = write_file("texts.txt", "first line\r\nsecond line\n\nfourth, after an empty line");
+  const auto a = m3test::run_command(cli() + " encode -q -m " + model + " -i " + path);
+  REQUIRE(a.status == 0);
+  const auto b = m3test::run_command("cat " + path + " | " + cli() + " encode -q -m " + model + " -i -");
+  REQUIRE(b.status == 0);
+  CHECK(json_lines(a.out).size() == 4);
+  CHECK(a.out == b.out);
+  const auto one = m3test::run_command(cli() + " encode -q -m " + model + " 'second line'");
+  CHECK(json_lines(a.out)[1] == json_lines(one.out)[0]);  // "\r\n" was stripped
+}
+
+TEST_CASE("encode: --max-length truncates") {
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  const std::string text = "one two three four five six seven eight nine ten eleven twelve";
+  const auto r = m3test::run_command(cli() + " encode -q -m " + model + " --colbert --max-length 5 " + quote(text));
+  REQUIRE(r.status == 0);
+  CHECK(json_lines(r.out)[0]["colbert"].size() == 4);  // 5 tokens minus <s>
+}
+
+TEST_CASE("exit codes: usage 1, bad model 2, dense-only model asked for sparse 1") {
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  CHECK(m3test::run_command(cli() + " encode 'x' 2>/dev/null").status == 1);            // no -m
+  CHECK(m3test::run_command(cli() + " encode -q -m " + model + " 2>/dev/null").status == 1);  // no input
+  CHECK(m3test::run_command(cli() + " frobnicate 2>/dev/null").status == 1);
+  const std::string junk = write_file("junk.m3", "this is not a model file at all, just some bytes............");
+  const auto bad = m3test::run_command(cli() + " encode -m " + junk + " x 2>&1");
+  CHECK(bad.status == 2);
+  CHECK(bad.out.find("junk.m3") != std::string::npos);
+  CHECK(m3test::run_command(cli() + " encode -m /nonexistent/model.m3 x 2>/dev/null").status == 2);
+  const std::string dense_only = m3test::converted_fixture("tiny-dense");
+  const auto r = m3test::run_command(cli() + " encode -m " + dense_only + " --sparse x 2>&1");
+  CHECK(r.status == 1);
+  CHECK(r.out.find("dense-only") != std::string::npos);
+  CHECK(m3test::run_command(cli() + " encode -q -m " + dense_only + " x").status == 0);
+}
+
+TEST_CASE("score: five outputs per pair; a malformed line gives an error record and the rest still come") {
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  const std::string pairs = write_file("pairs.tsv",
+                                       "What is BGE M3?\tBGE M3 is an embedding model.\n"
+                                       "no tab on this line\n"
+                                       "Defination of BM25\tBM25 is a bag-of-words retrieval function.\n");
+  const auto r = m3test::run_command(cli() + " score -q -m " + model + " -i " + pairs + " --weights 0.4,0.2,0.4 2>/dev/null");
+  CHECK(r.status == 1);  // some lines failed
+  const auto lines = json_lines(r.out);
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[1]["line"] == 2);
+  CHECK(lines[1].contains("error"));
+  auto m = m3::Model::load(model);
+  m3::ScoreOptions opt;
+  opt.weights = {0.4f, 0.2f, 0.4f};
+  const auto lib = m->compute_score({{"What is BGE M3?", "BGE M3 is an embedding model."},
+                                     {"Defination of BM25", "BM25 is a bag-of-words retrieval function."}},
+                                    opt);
+  for (int k = 0; k < 2; ++k) {
+    const json& o = lines[k == 0 ? 0 : 2];
+    CHECK(o["dense"].get<float>() == lib[k].dense);
+    CHECK(o["sparse"].get<float>() == lib[k].sparse);
+    CHECK(o["colbert"].get<float>() == lib[k].colbert);
+    CHECK(o["sparse+dense"].get<float>() == lib[k].sparse_dense);
+    CHECK(o["colbert+sparse+dense"].get<float>() == lib[k].colbert_sparse_dense);
+  }
+  CHECK(m3test::run_command(cli() + " score -q -m " + model + " -i " + pairs + " --weights 1,2 2>/dev/null").status == 1);
+}
+
+TEST_CASE("convert and info through the command line") {
+  const std::string out = m3test::scratch_dir("cli") + "/tiny-st-cli.m3";
+  const auto c = m3test::run_command(cli() + " convert -q " + m3test::fixture_dir("tiny-st") + " -o " + out);
+  REQUIRE(c.status == 0);
+  const auto i = m3test::run_command(cli() + " info --json -m " + out);
+  REQUIRE(i.status == 0);
+  const json info = json::parse(i.out);
+  CHECK(info["config"]["hidden_size"] == 75);
+  CHECK(info["config"]["num_attention_heads"] == 3);
+  CHECK(info["heads"]["sparse"] == true);
+  CHECK(info["heads"]["colbert"] == true);
+  const auto text = m3test::run_command(cli() + " info -m " + out);
+  CHECK(text.status == 0);
+  CHECK(text.out.find("hidden 75") != std::string::npos);
+  const auto missing = m3test::run_command(cli() + " convert -q /nonexistent -o " + out + " 2>&1");
+  CHECK(missing.status != 0);
+  CHECK(missing.out.find("/nonexistent") != std::string::npos);
+}

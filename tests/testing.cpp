@@ -1,0 +1,56 @@
+#include "tests/testing.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include "tools/convert/convert.h"
+
+namespace m3test {
+
+std::string scratch_dir(const std::string& name) {
+  std::filesystem::path p = std::filesystem::path(binary_dir()) / "test-scratch" / name;
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+std::string converted_fixture(const std::string& name) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> done;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = done.find(name);
+  if (it != done.end()) return it->second;
+  // One file per process so parallel test executables never write the same path.
+  const std::string out = scratch_dir("models") + "/" + name + "." + std::to_string(::getpid()) + ".m3";
+  m3::ConvertOptions opt;
+  opt.hf_dir = fixture_dir(name);
+  opt.output = out;
+  m3::convert_hf_folder(opt);
+  done[name] = out;
+  return out;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  return nlohmann::json::parse(in);
+}
+
+CommandResult run_command(const std::string& command) {
+  CommandResult r;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (!p) return r;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+}  // namespace m3test

@@ -1,0 +1,39 @@
+// Shared helpers for the doctest suites: fixture paths and float comparisons.
+#pragma once
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace m3test {
+
+inline std::string source_dir() { return M3_SOURCE_DIR; }
+inline std::string binary_dir() { return M3_BINARY_DIR; }
+inline std::string fixture_dir(const std::string& name) { return source_dir() + "/tests/fixtures/" + name; }
+// A per-test scratch directory under the build tree (created on demand).
+std::string scratch_dir(const std::string& name);
+// Converts the Hugging Face fixture folder tests/fixtures/<name> to a .m3 file in the build
+// tree (once per process) and returns its path.
+std::string converted_fixture(const std::string& name);
+// Reads a whole file as JSON.
+nlohmann::json read_json(const std::string& path);
+// Runs a shell command; returns its exit status and captures stdout (and stderr if asked).
+struct CommandResult {
+  int status = -1;
+  std::string out;
+};
+CommandResult run_command(const std::string& command);
+inline std::string cli_path() { return M3_CLI_PATH; }
+
+inline double cosine(const float* a, const float* b, size_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(std::max(aa * bb, 1e-300));
+}
+
+}  // namespace m3test

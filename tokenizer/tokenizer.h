@@ -1,0 +1,60 @@
+// XLM-RoBERTa tokenizer: SentencePiece unigram model + the XLM-R id mapping.
+//
+//   auto tok = m3::Tokenizer::from_bytes(bytes, size, "model.m3");
+//   std::vector<int32_t> ids = tok.encode("What is BGE M3?", 8192);   // {0, ..., 2}
+//
+// Ids: <s>=0, <pad>=1, </s>=2, <unk>=3; every other piece is spm_id + 1 (SentencePiece's own
+// unknown, spm id 0, maps to 3); <mask> = spm_size + 1; vocab = spm_size + 2.
+// A text becomes `<s> pieces </s>`; truncation to max_length keeps <s>, the first
+// max_length - 2 pieces and </s>. Empty or whitespace-only text gives {0, 2}.
+//
+// Literal special tokens: like the Hugging Face fast tokenizer of BGE-M3, the exact strings
+// "<s>", "</s>", "<pad>", "<unk>" and "<mask>" inside a text are read as those special ids.
+// The text is split at them and every piece of text between them is tokenized on its own
+// (so "a<mask>b" gives ▁a <mask> ▁b and whitespace next to a special token disappears).
+// Invalid UTF-8 is passed to SentencePiece, which maps bad bytes to U+FFFD-like unknowns.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace m3 {
+
+class Tokenizer {
+ public:
+  static constexpr int32_t kBos = 0, kPad = 1, kEos = 2, kUnk = 3;
+
+  // Loads a serialized SentencePiece model (the bytes of sentencepiece.bpe.model).
+  // Throws Error(kBadModel) naming `source` if the bytes are not a valid model.
+  static Tokenizer from_bytes(const void* data, size_t size, const std::string& source);
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  int32_t vocab_size() const { return spm_size_ + 2; }
+  int32_t mask_id() const { return spm_size_ + 1; }
+
+  // `<s> pieces </s>`, truncated to max_length (>= 2) tokens. Thread-safe.
+  std::vector<int32_t> encode(std::string_view text, size_t max_length) const;
+  // The model ids of the pieces of `text` without <s>/</s> and without truncation.
+  std::vector<int32_t> encode_pieces(std::string_view text) const;
+  // The token string of an id as the Hugging Face tokenizer decodes it alone: "▁What" ->
+  // "What"; special ids give "<s>", "<pad>", "</s>", "<unk>", "<mask>"; out-of-range ids throw
+  // Error(kInvalidArgument).
+  std::string id_to_token(int32_t id) const;
+
+ private:
+  Tokenizer() = default;
+  void append_segment(std::string_view segment, std::vector<int32_t>* out) const;
+
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> spm_;
+  int32_t spm_size_ = 0;
+};
+
+}  // namespace m3
