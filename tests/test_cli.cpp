@@ -169,3 +169,16 @@ TEST_CASE("convert and info through the command line") {
   CHECK(missing.status != 0);
   CHECK(missing.out.find("/nonexistent") != std::string::npos);
 }
+
+TEST_CASE("bench: the summary line carries tok/s for the model, and GOPS for --matmul") {
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  const auto r = m3test::run_command(cli() + " bench -m " + model + " --batch 3 --seq 20 --iters 2 --warmup 0 --threads 1");
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("3x20 f32: ") != std::string::npos);
+  CHECK(r.out.find(" tok/s, p50 ") != std::string::npos);
+  CHECK(r.out.find(" peak ") != std::string::npos);
+  const auto m = m3test::run_command(cli() + " bench --matmul --M 3 --K 75 --N 150 --iters 2 --threads 1");
+  REQUIRE(m.status == 0);
+  CHECK(m.out.find("GOPS") != std::string::npos);
+  CHECK(m3test::run_command(cli() + " bench -m " + model + " --seq 100000 2>/dev/null").status == 1);
+}

@@ -49,4 +49,13 @@ struct InfoArgs {
 };
 int run_info(const InfoArgs& args);
 
+struct BenchArgs {
+  CommonOptions common;
+  int64_t batch = 16, seq = 128;
+  int iters = 5, warmup = 1;
+  bool matmul = false;  // time one Linear of shape M x K -> N instead of the model
+  int64_t m = 128, k = 1024, n = 4096;
+};
+int run_bench(const BenchArgs& args);
+
 }  // namespace m3cli

@@ -3,6 +3,7 @@
 //   m3embed score   -m MODEL.m3 -i PAIRS.tsv [--weights D,S,C]
 //   m3embed convert HF_DIR -o MODEL.m3 [--dtype f32]
 //   m3embed info    -m MODEL.m3
+//   m3embed bench   -m MODEL.m3 --batch B --seq T [--iters N] [--warmup N] | --matmul --M m --K k --N n
 // Exit codes: 0 success, 1 usage or input error, 2 bad model file.
 #include <CLI/CLI.hpp>
 
@@ -63,6 +64,20 @@ int main(int argc, char** argv) {
   info->add_option("-m,--model", inf.model, "model file")->required();
   info->add_flag("--json", inf.json, "print one JSON object");
 
+  m3cli::BenchArgs be;
+  auto* bench = app.add_subcommand("bench", "time the model on synthetic batches (or one matmul with --matmul)");
+  bench->add_option("-m,--model", be.common.model, "model file");
+  bench->add_option("--threads", be.common.threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  bench->add_option("--batch", be.batch, "texts per batch (default 16)")->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  bench->add_option("--seq", be.seq, "tokens per text incl. <s> and </s> (default 128)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  bench->add_option("--iters", be.iters, "timed iterations (default 5)")->check(CLI::Range(1, 1 << 20));
+  bench->add_option("--warmup", be.warmup, "untimed iterations first (default 1)")->check(CLI::Range(0, 1 << 20));
+  bench->add_flag("--matmul", be.matmul, "time one f32 matmul M x K -> N instead");
+  bench->add_option("--M", be.m, "matmul rows (default 128)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  bench->add_option("--K", be.k, "matmul inner size (default 1024)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  bench->add_option("--N", be.n, "matmul outputs (default 4096)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -73,5 +88,6 @@ int main(int argc, char** argv) {
   if (score->parsed()) return m3cli::run_score(sc);
   if (convert->parsed()) return m3cli::run_convert(conv);
   if (info->parsed()) return m3cli::run_info(inf);
+  if (bench->parsed()) return m3cli::run_bench(be);
   return m3cli::kExitInput;
 }
