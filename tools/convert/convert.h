@@ -1,0 +1,44 @@
+// Hugging Face folder (BAAI/bge-m3 or a fine-tune) -> one .m3 file.
+//
+// Reads <hf_dir>/config.json, sentencepiece.bpe.model, the backbone weights
+// (model.safetensors if present, else pytorch_model.bin) and the optional heads
+// colbert_linear.pt + sparse_linear.pt (both or neither: sentence-transformers fine-tunes ship
+// none and convert dense-only). Checks every tensor's shape against config.json, converts
+// f16/bf16 to f32 exactly, refuses NaN/Inf, and writes the file with write_model_file.
+//
+// Errors (m3::Error): kInvalidArgument for bad options, kIo for missing/unreadable files,
+// kBadModel for malformed or inconsistent checkpoints, kUnsupported for well-formed inputs we
+// do not handle (compressed zip entries, strided tensors, int weights, dtype other than f32).
+// Every message names the file and the tensor concerned.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/config.h"
+#include "core/dtype.h"
+
+namespace m3 {
+
+struct ConvertOptions {
+  std::string hf_dir;
+  std::string output;
+  DType dtype = DType::kF32;  // weights dtype of the .m3; only kF32 for now
+  // Called as tensors are converted (bytes of source tensor data), and once at the end with
+  // done == total. May be empty.
+  std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;
+};
+
+struct ConvertSummary {
+  ModelConfig config;
+  bool has_sparse = false;
+  bool has_colbert = false;
+  std::string weights_file;  // "pytorch_model.bin" or "model.safetensors"
+  size_t num_tensors = 0;    // tensors written, the tokenizer included
+  uint64_t output_bytes = 0;
+};
+
+ConvertSummary convert_hf_folder(const ConvertOptions& opt);
+
+}  // namespace m3
