@@ -17,15 +17,7 @@
 #include "hwy/highway.h"
 #include "hwy/contrib/math/math-inl.h"
 
-namespace m3 {
-namespace kernels {
-namespace detail {
-// A 64-byte aligned buffer of at least `floats` floats owned by the calling thread (reused,
-// grown on demand). Defined once below (HWY_ONCE).
-float* thread_scratch(size_t floats);
-}  // namespace detail
-}  // namespace kernels
-}  // namespace m3
+#include "core/thread_scratch.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace m3 {
@@ -366,7 +358,7 @@ void Attention(const AttentionArgs& a) {
   const size_t dh = a.head_dim;
   if (a.n_queries == 0 || a.n_keys == 0 || dh == 0) return;
   const size_t kb_max = std::min(kKeyBlock, a.n_keys);
-  float* qt = detail::thread_scratch(2 * dh * QB + kb_max * QB + QB);
+  float* qt = thread_scratch<float>(2 * dh * QB + kb_max * QB + QB);
   float* ot = qt + dh * QB;
   float* st = ot + dh * QB;
   float* tmp = st + kb_max * QB;
@@ -444,17 +436,6 @@ HWY_EXPORT(Gelu);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(Attention);
 
-namespace detail {
-float* thread_scratch(size_t floats) {
-  thread_local hwy::AlignedFreeUniquePtr<float[]> buf;
-  thread_local size_t capacity = 0;
-  if (floats > capacity) {
-    capacity = std::max(floats, 2 * capacity);
-    buf = hwy::AllocateAligned<float>(capacity);
-  }
-  return buf.get();
-}
-}  // namespace detail
 
 namespace {
 

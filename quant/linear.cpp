@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "core/thread_scratch.h"
 #include "hwy/aligned_allocator.h"
 
 namespace m3 {
@@ -64,17 +65,6 @@ dnnl::stream& thread_stream() {
   return stream;
 }
 
-// Per-thread scratchpad for oneDNN (primitives use user-managed scratchpads, so concurrent
-// calls never share one).
-void* thread_scratchpad(size_t bytes) {
-  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf;
-  thread_local size_t capacity = 0;
-  if (bytes > capacity) {
-    capacity = std::max(bytes, 2 * capacity);
-    buf = hwy::AllocateAligned<uint8_t>(capacity);
-  }
-  return buf.get();
-}
 
 // Applies set_num_threads to the calling thread (OpenMP's thread count is per thread).
 void apply_num_threads() {
@@ -231,7 +221,7 @@ void Linear::forward(const float* x, int64_t rows, float* y) const {
     memory src(memory::desc({rows, in_}, DataType::f32, Tag::ab), eng, const_cast<float*>(x));
     memory dst(memory::desc({rows, out_}, DataType::f32, Tag::ab), eng, y);
     memory wei(impl_->weights_md, eng, const_cast<float*>(impl_->weights));
-    memory pad(c.scratchpad_md, eng, thread_scratchpad(c.scratchpad_md.get_size()));
+    memory pad(c.scratchpad_md, eng, thread_scratch<uint8_t>(c.scratchpad_md.get_size()));
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
     if (impl_->bias) args.emplace(DNNL_ARG_BIAS, memory(impl_->bias_md, eng, const_cast<float*>(impl_->bias)));

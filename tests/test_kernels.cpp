@@ -24,13 +24,7 @@ namespace {
 constexpr double kEps = FLT_EPSILON;
 const size_t kLengths[] = {1, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 75, 127, 1023, 1024, 1025};
 
-std::vector<float> random_vector(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
-}
+using m3test::random_vector;
 
 // Runs `body` once per available target with dispatch pinned to it, then restores dispatch.
 void for_each_target(const std::function<void(const std::string&)>& body) {

@@ -12,18 +12,13 @@
 #include "core/error.h"
 #include "core/kernels.h"
 #include "quant/linear.h"
+#include "tests/testing.h"
 
 namespace {
 
 constexpr double kEps = FLT_EPSILON;
 
-std::vector<float> random_vector(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
-}
+using m3test::random_vector;
 
 struct Reference {
   std::vector<double> y;    // x W^T + b in double

@@ -1,6 +1,8 @@
 // Shared helpers for the doctest suites: fixture paths and float comparisons.
 #pragma once
 #include <cmath>
+#include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,15 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command);
 inline std::string cli_path() { return M3_CLI_PATH; }
+
+// n floats uniform in [lo, hi), reproducible from seed.
+inline std::vector<float> random_vector(size_t n, float lo, float hi, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
 
 inline double cosine(const float* a, const float* b, size_t n) {
   double ab = 0, aa = 0, bb = 0;
