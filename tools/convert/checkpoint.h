@@ -62,6 +62,10 @@ std::vector<CheckpointTensor> parse_pytorch_zip(const uint8_t* data, size_t size
 std::vector<CheckpointTensor> parse_safetensors(const uint8_t* data, size_t size, const std::string& name);
 
 // Map `path` and parse it. Error(kIo) if it cannot be read.
+// Maps `path` and parses it with `parse` (one of the parse_* above); the Checkpoint keeps the
+// mapping alive for its tensors.
+using CheckpointParser = std::vector<CheckpointTensor> (*)(const uint8_t*, size_t, const std::string&);
+Checkpoint read_mapped_checkpoint(const std::string& path, CheckpointParser parse);
 Checkpoint read_pytorch_zip(const std::string& path);
 Checkpoint read_safetensors(const std::string& path);
 

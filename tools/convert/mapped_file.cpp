@@ -41,6 +41,14 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+Checkpoint read_mapped_checkpoint(const std::string& path, CheckpointParser parse) {
+  Checkpoint c;
+  auto file = std::make_shared<const MappedFile>(path);
+  c.tensors = parse(file->data(), file->size(), path);
+  c.file = std::move(file);
+  return c;
+}
+
 int64_t CheckpointTensor::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

@@ -265,12 +265,6 @@ std::vector<CheckpointTensor> parse_pytorch_zip(const uint8_t* data, size_t size
   return TorchZipReader(data, size, name).read();
 }
 
-Checkpoint read_pytorch_zip(const std::string& path) {
-  Checkpoint c;
-  auto file = std::make_shared<const MappedFile>(path);
-  c.tensors = parse_pytorch_zip(file->data(), file->size(), path);
-  c.file = std::move(file);
-  return c;
-}
+Checkpoint read_pytorch_zip(const std::string& path) { return read_mapped_checkpoint(path, parse_pytorch_zip); }
 
 }  // namespace m3

@@ -153,12 +153,6 @@ std::vector<CheckpointTensor> parse_safetensors(const uint8_t* data, size_t size
   return SafetensorsParser(data, size, name).parse();
 }
 
-Checkpoint read_safetensors(const std::string& path) {
-  Checkpoint c;
-  auto file = std::make_shared<const MappedFile>(path);
-  c.tensors = parse_safetensors(file->data(), file->size(), path);
-  c.file = std::move(file);
-  return c;
-}
+Checkpoint read_safetensors(const std::string& path) { return read_mapped_checkpoint(path, parse_safetensors); }
 
 }  // namespace m3
