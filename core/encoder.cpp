@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/kernels.h"
 #include "quant/linear.h"
+#include "quant/qkernels.h"
 
 namespace m3 {
 namespace {
@@ -82,7 +83,9 @@ struct Encoder::Impl {
   ModelConfig c;
   int64_t head_dim = 0;
   float eps = 0.0f;
-  const float* word = nullptr;        // [vocab, H]
+  DType word_dtype = DType::kF32;     // f32, bf16 or i8 (one scale per row)
+  const void* word = nullptr;         // [vocab, H]
+  const float* word_scale = nullptr;  // i8: [vocab]
   const float* position = nullptr;    // [max_position_embeddings, H]
   const float* token_type = nullptr;  // [type_vocab_size, H]; every token has type 0
   LayerNormWeights embed_ln;
@@ -95,25 +98,35 @@ struct Encoder::Impl {
 
   void check_batch(const PackedBatch& b) const;
   void embed(const PackedBatch& b, float* x, int threads) const;
-  void layer(const EncoderLayer& L, const std::vector<AttentionTask>& plan, float* x, int64_t T,
-             Activations& a, int threads) const;
+  void layer(const EncoderLayer& L, int64_t index, const std::vector<AttentionTask>& plan, float* x, int64_t T,
+             Activations& a, int threads, const MatmulInputObserver* observer) const;
   void self_attention(const float* qkv, const std::vector<AttentionTask>& plan, float* ctx, int threads) const;
   void residual_layer_norm(const float* y, const LayerNormWeights& ln, float* x, int64_t T, int threads) const;
 };
 
 // One post-LN transformer layer, as in the paper's figure.
-void Encoder::Impl::layer(const EncoderLayer& L, const std::vector<AttentionTask>& plan, float* x,
-                          int64_t T, Activations& a, int threads) const {
+void Encoder::Impl::layer(const EncoderLayer& L, int64_t index, const std::vector<AttentionTask>& plan, float* x,
+                          int64_t T, Activations& a, int threads, const MatmulInputObserver* observer) const {
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  auto observe = [&](const char* matmul, const float* in, int64_t cols) {
+    if (observer) (*observer)(index, matmul, in, T, cols);
+  };
+  observe("attention.self", x, H);
   L.qkv.forward(x, T, a.big.data());                   // Q | K | V = x Wqkv^T + b
   self_attention(a.big.data(), plan, a.ctx.data(), threads);  // softmax(Q K^T / sqrt(d)) V per head
+  observe("attention.output.dense", a.ctx.data(), H);
   L.attn_out.forward(a.ctx.data(), T, a.tmp.data());   // O(attn)
   residual_layer_norm(a.tmp.data(), L.attn_ln, x, T, threads);  // x = LN(x + O(attn))
+  observe("intermediate.dense", x, H);
   L.ffn_in.forward(x, T, a.big.data());                // gelu(W1 x + b1)
+  observe("output.dense", a.big.data(), I);
   L.ffn_out.forward(a.big.data(), T, a.tmp.data());    // W2 gelu(...) + b2
   residual_layer_norm(a.tmp.data(), L.ffn_ln, x, T, threads);   // x = LN(x + FFN(x))
 }
 
-void Encoder::forward(const PackedBatch& batch, std::vector<float>* hidden) const {
+void Encoder::forward(const PackedBatch& batch, std::vector<float>* hidden) const { forward(batch, hidden, nullptr); }
+
+void Encoder::forward(const PackedBatch& batch, std::vector<float>* hidden, const MatmulInputObserver* observer) const {
   const Impl& m = *impl_;
   m.check_batch(batch);
   const int64_t T = static_cast<int64_t>(batch.num_tokens()), H = config_.hidden_size;
@@ -128,7 +141,9 @@ void Encoder::forward(const PackedBatch& batch, std::vector<float>* hidden) cons
 
   float* x = hidden->data();
   m.embed(batch, x, threads);  // x = LN(word[id] + position[pos] + token_type[0])
-  for (const EncoderLayer& L : m.layers) m.layer(L, plan, x, T, a, threads);
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    m.layer(m.layers[l], static_cast<int64_t>(l), plan, x, T, a, threads, observer);
+  }
 }
 
 void Encoder::Impl::embed(const PackedBatch& b, float* x, int threads) const {
@@ -137,8 +152,18 @@ void Encoder::Impl::embed(const PackedBatch& b, float* x, int threads) const {
   for (int64_t t0 = 0; t0 < T; t0 += kRowChunk) {
     for (int64_t t = t0; t < std::min(T, t0 + kRowChunk); ++t) {
       float* row = x + t * H;
-      kernels::add(word + static_cast<int64_t>(b.ids[t]) * H, position + static_cast<int64_t>(b.positions[t]) * H,
-                   row, static_cast<size_t>(H));
+      const int64_t id = b.ids[t];
+      const float* pos = position + static_cast<int64_t>(b.positions[t]) * H;
+      if (word_dtype == DType::kF32) {
+        kernels::add(static_cast<const float*>(word) + id * H, pos, row, static_cast<size_t>(H));
+      } else {
+        if (word_dtype == DType::kI8) {
+          qkernels::dequantize_s8(static_cast<const int8_t*>(word) + id * H, word_scale[id], row, static_cast<size_t>(H));
+        } else {
+          qkernels::bf16_to_f32(static_cast<const uint16_t*>(word) + id * H, row, static_cast<size_t>(H));
+        }
+        kernels::add(row, pos, row, static_cast<size_t>(H));
+      }
       kernels::add_layer_norm(row, token_type, embed_ln.gamma, embed_ln.beta, eps, row, 1, static_cast<size_t>(H));
     }
   }
@@ -223,29 +248,62 @@ Encoder::Encoder(std::shared_ptr<const ModelFile> file, const ModelConfig& confi
   auto tensor = [&f](const std::string& name, const std::vector<int64_t>& shape) {
     return f.get(name, DType::kF32, shape).as<float>();
   };
-  m.word = tensor("embeddings.word_embeddings.weight", {config_.vocab_size, H});
+  const std::string word_name = "embeddings.word_embeddings.weight";
+  const TensorView* word = f.find(word_name);
+  m.word_dtype = word ? word->dtype : DType::kF32;
+  if (m.word_dtype != DType::kI8 && m.word_dtype != DType::kBF16) m.word_dtype = DType::kF32;
+  m.word = f.get(word_name, m.word_dtype, {config_.vocab_size, H}).data;
+  if (m.word_dtype == DType::kI8) m.word_scale = tensor(word_name + "_scale", {config_.vocab_size});
   m.position = tensor("embeddings.position_embeddings.weight", {config_.max_position_embeddings, H});
   m.token_type = tensor("embeddings.token_type_embeddings.weight", {config_.type_vocab_size, H});
   m.embed_ln = {tensor("embeddings.LayerNorm.weight", {H}), tensor("embeddings.LayerNorm.bias", {H})};
 
   m.layers.reserve(static_cast<size_t>(config_.num_hidden_layers));
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    auto w = [&](const char* suffix, const std::vector<int64_t>& shape) {
-      return tensor(layer_tensor(l, suffix), shape);
+    auto w = [&](const std::string& suffix, const std::vector<int64_t>& shape) {
+      return tensor(layer_tensor(l, suffix.c_str()), shape);
     };
-    std::vector<LinearPart> qkv;
-    for (const char* part : {"query", "key", "value"}) {
-      const std::string prefix = std::string("attention.self.") + part;
-      qkv.push_back({w((prefix + ".weight").c_str(), {H, H}), w((prefix + ".bias").c_str(), {H}), H});
+    // A linear layer's weights in whatever type the file stores them (see LinearWeights).
+    auto linear = [&](const std::string& prefix, int64_t out, int64_t in) {
+      const std::string name = layer_tensor(l, (prefix + ".weight").c_str());
+      const TensorView* t = f.find(name);
+      LinearWeights lw;
+      lw.dtype = t && (t->dtype == DType::kI8 || t->dtype == DType::kBF16) ? t->dtype : DType::kF32;
+      lw.weight = f.get(name, lw.dtype, {out, in}).data;
+      lw.bias = w(prefix + ".bias", {out});
+      lw.out_features = out;
+      if (lw.dtype == DType::kI8) {
+        lw.weight_scale = w(prefix + ".weight_scale", {out});
+        if (f.find(layer_tensor(l, (prefix + ".input_scale").c_str()))) lw.input_scale = w(prefix + ".input_scale", {in});
+      }
+      return lw;
+    };
+    // Drops the file pages of weights that now live packed inside a Linear (resident memory).
+    auto release = [&](const Linear& lin, const LinearWeights& lw, int64_t in) {
+      if (lin.packed()) f.release_pages(lw.weight, static_cast<size_t>(lw.out_features * in) * dtype_size(lw.dtype));
+    };
+    std::vector<LinearWeights> qkv;
+    for (const char* part : {"query", "key", "value"}) qkv.push_back(linear(std::string("attention.self.") + part, H, H));
+    for (const LinearWeights& lw : qkv) {
+      if (lw.dtype != qkv[0].dtype) {
+        fail_bad_model(f.name() + ": layer " + std::to_string(l) + " stores query, key and value in different types");
+      }
     }
-    m.layers.push_back(EncoderLayer{
+    const LinearWeights o = linear("attention.output.dense", H, H), fi = linear("intermediate.dense", I, H),
+                        fo = linear("output.dense", H, I);
+    EncoderLayer layer{
         Linear::stacked(qkv, H),
-        Linear(w("attention.output.dense.weight", {H, H}), w("attention.output.dense.bias", {H}), H, H),
+        Linear(o, H),
         {w("attention.output.LayerNorm.weight", {H}), w("attention.output.LayerNorm.bias", {H})},
-        Linear(w("intermediate.dense.weight", {I, H}), w("intermediate.dense.bias", {I}), I, H, Activation::kGelu),
-        Linear(w("output.dense.weight", {H, I}), w("output.dense.bias", {H}), H, I),
+        Linear(fi, H, Activation::kGelu),
+        Linear(fo, I),
         {w("output.LayerNorm.weight", {H}), w("output.LayerNorm.bias", {H})},
-    });
+    };
+    for (const LinearWeights& lw : qkv) release(layer.qkv, lw, H);
+    release(layer.attn_out, o, H);
+    release(layer.ffn_in, fi, H);
+    release(layer.ffn_out, fo, I);
+    m.layers.push_back(std::move(layer));
   }
 }
 

@@ -4,6 +4,7 @@
 // tokens of all sequences; attention runs per sequence. No compute is spent on padding.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -23,6 +24,13 @@ struct PackedBatch {
   void add(const std::vector<int32_t>& seq_ids, int32_t first_position);
 };
 
+// Sees the input of every matmul during a forward pass (for calibration): layer index, the
+// matmul's tensor prefix without "encoder.layer.<l>." ("attention.self" for the stacked
+// Q|K|V, "attention.output.dense", "intermediate.dense", "output.dense"), and the
+// rows x cols input, row-major.
+using MatmulInputObserver =
+    std::function<void(int64_t layer, const char* matmul, const float* x, int64_t rows, int64_t cols)>;
+
 class Encoder {
  public:
   // Binds to the weights inside `file` (kept alive by the Encoder) and prepares matmul
@@ -38,6 +46,8 @@ class Encoder {
   // positions outside the position table, or malformed offsets. Thread-safe: may be called
   // from several threads at once (scratch memory is per call).
   void forward(const PackedBatch& batch, std::vector<float>* hidden) const;
+  // The same, calling `observer` (may be null) with every matmul input.
+  void forward(const PackedBatch& batch, std::vector<float>* hidden, const MatmulInputObserver* observer) const;
 
  private:
   struct Impl;

@@ -177,6 +177,18 @@ void ModelFile::parse() {
   }
 }
 
+void ModelFile::release_pages(const void* data, size_t nbytes) const {
+  if (!mapping_ || !data) return;
+  const auto base = reinterpret_cast<uintptr_t>(bytes_);
+  auto begin = reinterpret_cast<uintptr_t>(data);
+  if (begin < base || begin + nbytes > base + size_) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  uintptr_t end = begin + nbytes;
+  begin = (begin + page - 1) / page * page;
+  end = end / page * page;
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 const TensorView* ModelFile::find(const std::string& tensor_name) const {
   for (const TensorView& t : tensors_) {
     if (t.name == tensor_name) return &t;

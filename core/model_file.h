@@ -89,6 +89,11 @@ class ModelFile {
   // "has shape [a,b], expected [c,d]".
   const TensorView& get(const std::string& tensor_name, DType dtype, const std::vector<int64_t>& shape) const;
 
+  // Hint that [data, data + nbytes) (inside this file) will not be read for a while: the
+  // whole pages in it are dropped from resident memory (they are read back from the file if
+  // touched again). For weights that were copied into packed layouts. No-op for in-memory files.
+  void release_pages(const void* data, size_t nbytes) const;
+
  private:
   ModelFile() = default;
   void parse();  // validates bytes_[0, size_)

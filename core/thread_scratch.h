@@ -9,8 +9,9 @@
 
 namespace m3 {
 
-// At least n elements, valid until the next thread_scratch<T> call on this thread.
-template <typename T>
+// At least n elements, valid until the next thread_scratch<T, Tag> call on this thread.
+// Tag tells apart buffers of the same element type that are live at the same time.
+template <typename T, typename Tag = void>
 T* thread_scratch(size_t n) {
   thread_local hwy::AlignedFreeUniquePtr<T[]> buf;
   thread_local size_t capacity = 0;

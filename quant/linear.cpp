@@ -1,4 +1,4 @@
-// fp32 fully connected layers on oneDNN matmuls (see quant/linear.h for the design).
+// Fully connected layers (f32, bf16, int8) on oneDNN matmuls (see quant/linear.h for the design).
 #include "quant/linear.h"
 
 #include <omp.h>
@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/kernels.h"
 #include "core/thread_scratch.h"
+#include "quant/qkernels.h"
 #include "hwy/aligned_allocator.h"
 
 namespace m3 {
@@ -29,6 +30,8 @@ using DataType = memory::data_type;
 constexpr memory::dim kProbeRows = 256;
 // Distinct (rows, threads) primitives kept per Linear before the cache is emptied.
 constexpr size_t kMaxCachedPrimitives = 64;
+// Rows per parallel chunk of the quantize / dequantize passes.
+constexpr int64_t kRowChunk = 4;
 
 std::atomic<int> g_num_threads{0};  // 0: OpenMP's default
 
@@ -84,50 +87,63 @@ struct Linear::Impl {
     dnnl::matmul primitive;
     memory::desc scratchpad_md;
   };
+  // Tags of the per-thread buffers that live during one forward call.
+  struct QuantizedInput {};
+  struct RowScales {};
 
   int64_t out = 0, in = 0;
+  DType dtype = DType::kF32;  // as run
+  Activation activation = Activation::kNone;
   dnnl::primitive_attr attr;
   memory::desc weights_md;  // the layout `weights` is stored in
-  memory::desc bias_md;     // {1, out}, or empty without bias
-  hwy::AlignedFreeUniquePtr<float[]> owned_weights;
-  const float* weights = nullptr;
+  memory::desc bias_md;     // {1, out}, or empty without bias (int8: bias added by dequantize_rows)
+  hwy::AlignedFreeUniquePtr<uint8_t[]> owned_weights;
+  const void* weights = nullptr;
   std::vector<float> owned_bias;
   const float* bias = nullptr;
+  std::vector<float> input_scale;  // int8: smoothing multipliers, empty = none
   std::string implementation;
   std::mutex mu;
   std::unordered_map<int64_t, Cached> cache;  // key: rows * 4096 + threads
 
+  DataType src_type() const {
+    return dtype == DType::kI8 ? DataType::s8 : dtype == DType::kBF16 ? DataType::bf16 : DataType::f32;
+  }
+  DataType wei_type() const { return src_type(); }
+
   dnnl::matmul::primitive_desc make_pd(memory::dim rows, const memory::desc& wmd) const {
-    const memory::desc src({rows, in}, DataType::f32, Tag::ab);
+    const memory::desc src({rows, in}, src_type(), Tag::ab);
     const memory::desc dst({rows, out}, DataType::f32, Tag::ab);
-    const dnnl::matmul::desc desc = bias ? dnnl::matmul::desc(src, wmd, bias_md, dst)
-                                         : dnnl::matmul::desc(src, wmd, dst);
+    const bool fused_bias = bias && dtype != DType::kI8;
+    const dnnl::matmul::desc desc = fused_bias ? dnnl::matmul::desc(src, wmd, bias_md, dst)
+                                               : dnnl::matmul::desc(src, wmd, dst);
     return dnnl::matmul::primitive_desc(desc, attr, cpu_engine());
   }
 
-  // weight_rows: [out, in] row-major (PyTorch layout). Packs into oneDNN's preferred layout,
-  // or keeps the pointer when that layout is the original one. `owned` (may be null) holds
-  // weight_rows when the caller built them.
-  void init(const float* weight_rows, hwy::AlignedFreeUniquePtr<float[]> owned, Activation activation) {
+  // weight_rows: [out, in] row-major (PyTorch layout) of `dtype`. Packs into oneDNN's
+  // preferred layout, or keeps the pointer when that layout is the original one (f32 only).
+  // `owned` (may be null) holds weight_rows when the caller built them.
+  void init(const void* weight_rows, hwy::AlignedFreeUniquePtr<uint8_t[]> owned, const float* weight_scale) {
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (activation == Activation::kGelu) {
+    if (dtype == DType::kI8) {
+      attr.set_output_scales(1 << 1, std::vector<float>(weight_scale, weight_scale + out));
+    } else if (activation == Activation::kGelu) {
       dnnl::post_ops ops;
       ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
       attr.set_post_ops(ops);
     }
     if (bias) bias_md = memory::desc({1, out}, DataType::f32, Tag::ab);
-    const memory::desc plain({in, out}, DataType::f32, Tag::ba);  // W^T viewed from [out, in]
-    const dnnl::matmul::primitive_desc probe = make_pd(kProbeRows, memory::desc({in, out}, DataType::f32, Tag::any));
+    const memory::desc plain({in, out}, wei_type(), Tag::ba);  // W^T viewed from [out, in]
+    const dnnl::matmul::primitive_desc probe = make_pd(kProbeRows, memory::desc({in, out}, wei_type(), Tag::any));
     implementation = probe.impl_info_str();
     weights_md = probe.weights_desc();
-    if (weights_md == plain) {
+    if (weights_md == plain && dtype == DType::kF32) {
       owned_weights = std::move(owned);
       weights = weight_rows;
       return;
     }
-    const size_t bytes = weights_md.get_size();
-    owned_weights = hwy::AllocateAligned<float>((bytes + sizeof(float) - 1) / sizeof(float));
-    memory src(plain, cpu_engine(), const_cast<float*>(weight_rows));
+    owned_weights = hwy::AllocateAligned<uint8_t>(weights_md.get_size());
+    memory src(plain, cpu_engine(), const_cast<void*>(weight_rows));
     memory dst(weights_md, cpu_engine(), owned_weights.get());
     dnnl::stream& s = thread_stream();
     dnnl::reorder(src, dst).execute(s, src, dst);
@@ -151,57 +167,164 @@ struct Linear::Impl {
     cache.emplace(key, c);
     return c;
   }
+
+  void run(const void* src_data, int64_t rows, float* y) {
+    const Cached c = primitive_for(rows);
+    dnnl::engine& eng = cpu_engine();
+    memory src(memory::desc({rows, in}, src_type(), Tag::ab), eng, const_cast<void*>(src_data));
+    memory dst(memory::desc({rows, out}, DataType::f32, Tag::ab), eng, y);
+    memory wei(weights_md, eng, const_cast<void*>(weights));
+    memory pad(c.scratchpad_md, eng, thread_scratch<uint8_t>(c.scratchpad_md.get_size()));
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
+    if (bias && dtype != DType::kI8) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, const_cast<float*>(bias)));
+    dnnl::stream& s = thread_stream();
+    c.primitive.execute(s, args);
+    s.wait();
+  }
+
+  void forward(const float* x, int64_t rows, float* y) {
+    const int threads = num_threads();
+    if (dtype == DType::kF32) {
+      run(x, rows, y);
+    } else if (dtype == DType::kBF16) {
+      uint16_t* xb = thread_scratch<uint16_t, QuantizedInput>(static_cast<size_t>(rows * in));
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
+        const int64_t n = std::min(kRowChunk, rows - r0);
+        qkernels::f32_to_bf16(x + r0 * in, xb + r0 * in, static_cast<size_t>(n * in));
+      }
+      run(xb, rows, y);
+    } else {
+      int8_t* xq = thread_scratch<int8_t, QuantizedInput>(static_cast<size_t>(rows * in));
+      float* rs = thread_scratch<float, RowScales>(static_cast<size_t>(rows));
+      const float* m = input_scale.empty() ? nullptr : input_scale.data();
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
+        const int64_t n = std::min(kRowChunk, rows - r0);
+        qkernels::quantize_rows_s8(x + r0 * in, m, static_cast<size_t>(n), static_cast<size_t>(in), xq + r0 * in,
+                                   rs + r0);
+      }
+      run(xq, rows, y);
+      const bool gelu = activation == Activation::kGelu;
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
+        const int64_t n = std::min(kRowChunk, rows - r0);
+        qkernels::dequantize_rows(y + r0 * out, rs + r0, bias, static_cast<size_t>(n), static_cast<size_t>(out));
+        if (gelu) kernels::gelu(y + r0 * out, y + r0 * out, static_cast<size_t>(n * out));
+      }
+    }
+  }
 };
+
+namespace {
+
+size_t weight_bytes(DType t) { return t == DType::kF32 ? 4 : t == DType::kBF16 ? 2 : 1; }
+
+void check_weights(const LinearWeights& w, int64_t in, const char* what) {
+  if (!w.weight || w.out_features < 1 || in < 1) {
+    fail_argument(std::string(what) + ": need a weight and sizes >= 1, got [" + std::to_string(w.out_features) +
+                  ", " + std::to_string(in) + "]" + (w.weight ? "" : " and a null weight"));
+  }
+  if (w.dtype != DType::kF32 && w.dtype != DType::kBF16 && w.dtype != DType::kI8) {
+    fail_argument(std::string(what) + ": weights of type " + dtype_name(w.dtype) + " are not supported (f32, bf16, i8)");
+  }
+  if (w.dtype == DType::kI8 && !w.weight_scale) fail_argument(std::string(what) + ": int8 weights need weight_scale");
+}
+
+// Whether oneDNN can run a bf16 matmul on this CPU (AVX512-BF16, AMX, or avx512_core emulation).
+bool bf16_matmul_available() {
+  static const bool ok = [] {
+    try {
+      const memory::desc src({16, 64}, DataType::bf16, Tag::ab), wei({64, 64}, DataType::bf16, Tag::any);
+      const memory::desc dst({16, 64}, DataType::f32, Tag::ab);
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), cpu_engine());
+      return std::string(pd.impl_info_str()).find("ref") == std::string::npos;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
+}  // namespace
 
 Linear::Linear(std::unique_ptr<Impl> impl, int64_t out_features, int64_t in_features)
     : in_(in_features), out_(out_features), impl_(std::move(impl)) {}
 
 Linear::Linear(const float* weight, const float* bias, int64_t out_features, int64_t in_features,
                Activation activation)
-    : in_(in_features), out_(out_features), impl_(std::make_unique<Impl>()) {
-  if (!weight || out_features < 1 || in_features < 1) {
-    fail_argument("Linear: need a weight and sizes >= 1, got [" + std::to_string(out_features) + ", " +
-                  std::to_string(in_features) + "]" + (weight ? "" : " and a null weight"));
-  }
-  impl_->out = out_features;
-  impl_->in = in_features;
-  impl_->bias = bias;
-  try {
-    impl_->init(weight, nullptr, activation);
-  } catch (const dnnl::error& e) {
-    fail(Error::Kind::kUnsupported, "Linear " + shape_text(kProbeRows, in_features, out_features) +
-                                        ": oneDNN cannot build the matmul: " + e.what());
-  }
-}
+    : Linear(LinearWeights{DType::kF32, weight, bias, nullptr, nullptr, out_features}, in_features, activation) {}
 
-Linear Linear::stacked(const std::vector<LinearPart>& parts, int64_t in_features, Activation activation) {
+Linear::Linear(const LinearWeights& w, int64_t in_features, Activation activation)
+    : Linear(stacked({w}, in_features, activation)) {}
+
+Linear Linear::stacked(const std::vector<LinearWeights>& parts, int64_t in_features, Activation activation) {
+  if (parts.empty()) fail_argument("Linear::stacked: need at least one part");
+  const DType dtype = parts[0].dtype;
   int64_t out = 0;
   bool any_bias = false;
-  for (const LinearPart& p : parts) {
-    if (!p.weight || p.out_features < 1) fail_argument("Linear::stacked: a part has a null weight or no rows");
+  for (const LinearWeights& p : parts) {
+    check_weights(p, in_features, parts.size() > 1 ? "Linear::stacked" : "Linear");
+    if (p.dtype != dtype) fail_argument("Linear::stacked: parts have different weight types");
+    if (dtype == DType::kI8 && (p.input_scale == nullptr) != (parts[0].input_scale == nullptr)) {
+      fail_argument("Linear::stacked: int8 parts must all have input_scale or none");
+    }
+    if (dtype == DType::kI8 && p.input_scale &&
+        std::memcmp(p.input_scale, parts[0].input_scale, sizeof(float) * in_features) != 0) {
+      fail_argument("Linear::stacked: int8 parts have different input_scale values (they share one input)");
+    }
     out += p.out_features;
     any_bias = any_bias || p.bias != nullptr;
   }
-  if (parts.empty() || in_features < 1) fail_argument("Linear::stacked: need at least one part and in_features >= 1");
   auto impl = std::make_unique<Impl>();
   impl->out = out;
   impl->in = in_features;
-  hwy::AlignedFreeUniquePtr<float[]> rows = hwy::AllocateAligned<float>(static_cast<size_t>(out * in_features));
-  if (any_bias) impl->owned_bias.assign(static_cast<size_t>(out), 0.0f);
-  int64_t row = 0;
-  for (const LinearPart& p : parts) {
-    std::memcpy(rows.get() + row * in_features, p.weight, sizeof(float) * p.out_features * in_features);
-    if (p.bias) std::memcpy(impl->owned_bias.data() + row, p.bias, sizeof(float) * p.out_features);
-    row += p.out_features;
+  impl->activation = activation;
+  impl->dtype = dtype;
+  // bf16 without a bf16 matmul on this CPU: widen to f32 once.
+  const bool widen = dtype == DType::kBF16 && !bf16_matmul_available();
+  if (widen) impl->dtype = DType::kF32;
+  const size_t in_bytes = weight_bytes(dtype), run_bytes = weight_bytes(impl->dtype);
+  const void* rows_ptr = parts[0].weight;
+  hwy::AlignedFreeUniquePtr<uint8_t[]> rows;
+  std::vector<float> weight_scale;
+  if (parts.size() > 1 || widen) {
+    rows = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(out * in_features) * run_bytes);
+    int64_t row = 0;
+    for (const LinearWeights& p : parts) {
+      const size_t n = static_cast<size_t>(p.out_features * in_features);
+      uint8_t* dst = rows.get() + static_cast<size_t>(row * in_features) * run_bytes;
+      if (widen) {
+        convert_to_f32(DType::kBF16, p.weight, reinterpret_cast<float*>(dst), n);
+      } else {
+        std::memcpy(dst, p.weight, n * in_bytes);
+      }
+      row += p.out_features;
+    }
+    rows_ptr = rows.get();
   }
-  if (any_bias) impl->bias = impl->owned_bias.data();
-  const float* w = rows.get();
+  if (any_bias) {
+    impl->owned_bias.assign(static_cast<size_t>(out), 0.0f);
+    int64_t row = 0;
+    for (const LinearWeights& p : parts) {
+      if (p.bias) std::memcpy(impl->owned_bias.data() + row, p.bias, sizeof(float) * p.out_features);
+      row += p.out_features;
+    }
+    impl->bias = impl->owned_bias.data();
+  }
+  if (dtype == DType::kI8) {
+    for (const LinearWeights& p : parts) weight_scale.insert(weight_scale.end(), p.weight_scale, p.weight_scale + p.out_features);
+    if (parts[0].input_scale) impl->input_scale.assign(parts[0].input_scale, parts[0].input_scale + in_features);
+  }
   try {
-    impl->init(w, std::move(rows), activation);
+    impl->init(rows_ptr, std::move(rows), weight_scale.data());
   } catch (const dnnl::error& e) {
-    fail(Error::Kind::kUnsupported, "Linear::stacked " + shape_text(kProbeRows, in_features, out) +
+    fail(Error::Kind::kUnsupported, std::string(parts.size() > 1 ? "Linear::stacked " : "Linear ") +
+                                        dtype_name(impl->dtype) + " " + shape_text(kProbeRows, in_features, out) +
                                         ": oneDNN cannot build the matmul: " + e.what());
   }
+  if (widen) impl->implementation += " (bf16 weights widened to f32: no bf16 matmul on this CPU)";
   return Linear(std::move(impl), out, in_features);
 }
 
@@ -210,24 +333,15 @@ Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 
 std::string Linear::implementation() const { return impl_->implementation; }
+DType Linear::compute_dtype() const { return impl_->dtype; }
+bool Linear::packed() const { return impl_->owned_weights != nullptr; }
 
 void Linear::forward(const float* x, int64_t rows, float* y) const {
   if (rows == 0) return;
   if (rows < 0) fail_argument("Linear::forward: rows must be >= 0, got " + std::to_string(rows));
   apply_num_threads();
   try {
-    const Impl::Cached c = impl_->primitive_for(rows);
-    dnnl::engine& eng = cpu_engine();
-    memory src(memory::desc({rows, in_}, DataType::f32, Tag::ab), eng, const_cast<float*>(x));
-    memory dst(memory::desc({rows, out_}, DataType::f32, Tag::ab), eng, y);
-    memory wei(impl_->weights_md, eng, const_cast<float*>(impl_->weights));
-    memory pad(c.scratchpad_md, eng, thread_scratch<uint8_t>(c.scratchpad_md.get_size()));
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
-    if (impl_->bias) args.emplace(DNNL_ARG_BIAS, memory(impl_->bias_md, eng, const_cast<float*>(impl_->bias)));
-    dnnl::stream& s = thread_stream();
-    c.primitive.execute(s, args);
-    s.wait();
+    impl_->forward(x, rows, y);
   } catch (const dnnl::error& e) {
     fail(Error::Kind::kUnsupported, "Linear " + shape_text(rows, in_, out_) + ": oneDNN failed: " + e.what());
   }

@@ -914,8 +914,8 @@ TEST_CASE("convert: option errors") {
   expect_error([&] { m3::convert_hf_folder(opt); }, Kind::kInvalidArgument, {"output"});
   opt.output = m3test::scratch_dir("convert") + "/never.m3";
   expect_error([&] { m3::convert_hf_folder(opt); }, Kind::kIo, {"/nonexistent/m3-folder"});
-  opt.dtype = m3::DType::kBF16;
-  expect_error([&] { m3::convert_hf_folder(opt); }, Kind::kUnsupported, {"bf16", "not supported yet"});
+  opt.dtype = m3::DType::kF16;
+  expect_error([&] { m3::convert_hf_folder(opt); }, Kind::kInvalidArgument, {"f16", "not supported", "int8"});
 }
 
 TEST_CASE("convert: missing files") {

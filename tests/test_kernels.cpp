@@ -26,19 +26,7 @@ const size_t kLengths[] = {1, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 75, 127, 102
 
 using m3test::random_vector;
 
-// Runs `body` once per available target with dispatch pinned to it, then restores dispatch.
-void for_each_target(const std::function<void(const std::string&)>& body) {
-  const std::vector<int64_t> targets = k::available_targets();
-  REQUIRE(!targets.empty());
-  for (int64_t t : targets) {
-    hwy::SetSupportedTargetsForTest(t);
-    const std::string name = k::target_name(t);
-    INFO("target " << name);
-    REQUIRE(std::string(k::active_target()) == name);
-    body(name);
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
+using m3test::for_each_target;
 
 }  // namespace
 

@@ -113,7 +113,8 @@ TEST_CASE("Linear::stacked equals the separate layers side by side") {
   const auto w1 = random_vector(n1 * k, -1, 1, 12), w2 = random_vector(n2 * k, -1, 1, 13);
   const auto b1 = random_vector(n1, -1, 1, 14);
   const m3::Linear a(w1.data(), b1.data(), n1, k), b(w2.data(), nullptr, n2, k);
-  m3::Linear both = m3::Linear::stacked({{w1.data(), b1.data(), n1}, {w2.data(), nullptr, n2}}, k);
+  m3::Linear both = m3::Linear::stacked(
+      {{m3::DType::kF32, w1.data(), b1.data(), nullptr, nullptr, n1}, {m3::DType::kF32, w2.data(), nullptr, nullptr, nullptr, n2}}, k);
   CHECK(both.out_features() == n1 + n2);
   std::vector<float> ya(m * n1), yb(m * n2), y(m * (n1 + n2));
   a.forward(x.data(), m, ya.data());

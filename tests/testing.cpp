@@ -9,9 +9,26 @@
 #include <map>
 #include <mutex>
 
+#include <doctest/doctest.h>
+
+#include "core/kernels.h"
+#include "hwy/targets.h"
 #include "tools/convert/convert.h"
 
 namespace m3test {
+
+void for_each_target(const std::function<void(const std::string&)>& body) {
+  const std::vector<int64_t> targets = m3::kernels::available_targets();
+  REQUIRE(!targets.empty());
+  for (int64_t t : targets) {
+    hwy::SetSupportedTargetsForTest(t);
+    const std::string name = m3::kernels::target_name(t);
+    INFO("target " << name);
+    REQUIRE(std::string(m3::kernels::active_target()) == name);
+    body(name);
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
 
 std::string scratch_dir(const std::string& name) {
   std::filesystem::path p = std::filesystem::path(binary_dir()) / "test-scratch" / name;

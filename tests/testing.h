@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,6 +28,10 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command);
 inline std::string cli_path() { return M3_CLI_PATH; }
+
+// Runs `body` once per Highway target compiled in and supported by this CPU, with dispatch
+// pinned to it (body gets the target's name), then restores dispatch. Uses doctest's REQUIRE.
+void for_each_target(const std::function<void(const std::string&)>& body);
 
 // n floats uniform in [lo, hi), reproducible from seed.
 inline std::vector<float> random_vector(size_t n, float lo, float hi, uint32_t seed) {

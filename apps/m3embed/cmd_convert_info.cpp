@@ -13,10 +13,13 @@ int run_convert(const ConvertArgs& args) {
   m3::ConvertOptions opt;
   opt.hf_dir = args.hf_dir;
   opt.output = args.output;
-  if (!m3::parse_dtype(args.dtype, &opt.dtype)) {
-    print_error("convert: unknown --dtype \"" + args.dtype + "\" (choose f32)");
+  if (!parse_weights_dtype(args.quant.dtype, &opt.dtype)) {
+    print_error("convert: unknown --dtype \"" + args.quant.dtype + "\" (choose int8, bf16 or f32)");
     return kExitInput;
   }
+  opt.smooth_alpha = args.quant.smooth_alpha;
+  opt.smooth = args.quant.smooth;
+  if (!args.quiet) opt.stage = [](const std::string& what) { std::fprintf(stderr, "convert: %s\n", what.c_str()); };
   Progress progress("convert", "MB", !args.quiet && stderr_is_terminal());
   opt.progress = [&](uint64_t done, uint64_t total) {
     progress.set_total(static_cast<double>(total) / 1e6);
@@ -26,8 +29,8 @@ int run_convert(const ConvertArgs& args) {
     const m3::ConvertSummary s = m3::convert_hf_folder(opt);
     progress.finish();
     if (!args.quiet) {
-      std::fprintf(stderr, "converted %s (%s) -> %s: %lld layers, hidden %lld, vocab %lld, heads: dense%s%s, %.1f MB\n",
-                   args.hf_dir.c_str(), s.weights_file.c_str(), args.output.c_str(),
+      std::fprintf(stderr, "converted %s (%s) -> %s (%s): %lld layers, hidden %lld, vocab %lld, heads: dense%s%s, %.1f MB\n",
+                   args.hf_dir.c_str(), s.weights_file.c_str(), args.output.c_str(), args.quant.dtype.c_str(),
                    static_cast<long long>(s.config.num_hidden_layers), static_cast<long long>(s.config.hidden_size),
                    static_cast<long long>(s.config.vocab_size), s.has_sparse ? " sparse" : "",
                    s.has_colbert ? " colbert" : "", static_cast<double>(s.output_bytes) / 1e6);
@@ -65,6 +68,7 @@ int run_info(const InfoArgs& args) {
     j["tensors"] = model->file().tensors().size();
     j["file_bytes"] = model->file().file_size();
     if (meta.contains("source")) j["source"] = OutJson::parse(meta["source"].dump());
+    if (meta.contains("quantization")) j["quantization"] = OutJson::parse(meta["quantization"].dump());
     write_json_line(j);
     return kExitOk;
   }
@@ -85,6 +89,7 @@ int run_info(const InfoArgs& args) {
               model->has_colbert() ? (", colbert (dim " + std::to_string(model->colbert_dim()) + ")").c_str() : "");
   std::printf("tokenizer       SentencePiece unigram, %d ids (vocab_size %lld)\n", model->tokenizer().vocab_size(),
               static_cast<long long>(c.vocab_size));
+  if (meta.contains("quantization")) std::printf("quantization    %s\n", meta["quantization"].dump().c_str());
   if (meta.contains("source")) std::printf("source          %s\n", meta["source"].dump().c_str());
   return kExitOk;
 }

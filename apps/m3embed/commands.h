@@ -37,11 +37,38 @@ struct ScoreArgs {
 };
 int run_score(const ScoreArgs& args);
 
+// The weight type of a written .m3 and the int8 smoothing choice (convert and quantize).
+struct QuantChoice {
+  std::string dtype = "int8";
+  float smooth_alpha = 0.5f;
+  std::string smooth = "all";
+};
+
 struct ConvertArgs {
-  std::string hf_dir, output, dtype = "f32";
+  std::string hf_dir, output;
+  QuantChoice quant;
   bool quiet = false;
 };
 int run_convert(const ConvertArgs& args);
+
+// m3embed quantize: an f32 .m3 -> int8 / bf16 .m3 (what convert --dtype does after the f32 step).
+struct QuantizeArgs {
+  std::string input, output;
+  QuantChoice quant;
+  std::string calibration;  // text file, one text per line; empty = built-in texts
+  bool quiet = false;
+};
+int run_quantize(const QuantizeArgs& args);
+
+// m3embed eval: a quantized model against its f32 twin.
+struct EvalArgs {
+  CommonOptions common;    // common.model: the model under test
+  std::string reference;   // the f32 .m3
+  std::string input;       // texts, one per line; empty = built-in evaluation texts
+  int64_t max_length = 512;
+  bool json = false;
+};
+int run_eval(const EvalArgs& args);
 
 struct InfoArgs {
   std::string model;

@@ -19,4 +19,17 @@ std::shared_ptr<const m3::Model> load_model(const CommonOptions& common) {
   }
 }
 
+bool parse_weights_dtype(const std::string& name, m3::DType* out) {
+  if (name == "int8" || name == "i8") {
+    *out = m3::DType::kI8;
+  } else if (name == "bf16") {
+    *out = m3::DType::kBF16;
+  } else if (name == "f32") {
+    *out = m3::DType::kF32;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace m3cli

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "apps/m3embed/commands.h"
+#include "core/dtype.h"
 #include "core/model.h"
 
 namespace m3cli {
@@ -13,5 +14,7 @@ void print_error(const std::string& message);
 // Sets threads and loads the model; on failure prints why and returns nullptr
 // (the caller exits with kExitModel).
 std::shared_ptr<const m3::Model> load_model(const CommonOptions& common);
+// "int8" (or "i8"), "bf16", "f32" -> DType; false otherwise.
+bool parse_weights_dtype(const std::string& name, m3::DType* out);
 
 }  // namespace m3cli

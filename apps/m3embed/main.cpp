@@ -1,7 +1,9 @@
 // m3embed: BGE-M3 embeddings on the CPU.
 //   m3embed encode  -m MODEL.m3 [--dense] [--sparse] [--colbert] [--tokens] [-i FILE|-] [TEXT ...]
 //   m3embed score   -m MODEL.m3 -i PAIRS.tsv [--weights D,S,C]
-//   m3embed convert HF_DIR -o MODEL.m3 [--dtype f32]
+//   m3embed convert HF_DIR -o MODEL.m3 [--dtype int8|bf16|f32] [--smooth-alpha A] [--smooth all|ln|none]
+//   m3embed quantize F32.m3 -o MODEL.m3 [--dtype int8|bf16] [--calibration FILE]
+//   m3embed eval    -m QUANTIZED.m3 --reference F32.m3 [-i TEXTS] [--json]
 //   m3embed info    -m MODEL.m3
 //   m3embed bench   -m MODEL.m3 --batch B --seq T [--iters N] [--warmup N] | --matmul --M m --K k --N n
 // Exit codes: 0 success, 1 usage or input error, 2 bad model file.
@@ -15,6 +17,14 @@ void add_common(CLI::App* cmd, m3cli::CommonOptions* c) {
   cmd->add_option("-m,--model", c->model, "model file (.m3, made by m3embed convert)")->required();
   cmd->add_option("--threads", c->threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_flag("-q,--quiet", c->quiet, "no progress on stderr");
+}
+
+void add_quant_options(CLI::App* cmd, m3cli::QuantChoice* q, const char* dtype_help) {
+  cmd->add_option("--dtype", q->dtype, dtype_help);
+  cmd->add_option("--smooth-alpha", q->smooth_alpha, "int8: SmoothQuant migration strength, 0..1 (default 0.5)")
+      ->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--smooth", q->smooth, "int8: matmul inputs to smooth: all (default), ln, none")
+      ->check(CLI::IsMember({"all", "ln", "none"}));
 }
 
 }  // namespace
@@ -56,8 +66,24 @@ int main(int argc, char** argv) {
   auto* convert = app.add_subcommand("convert", "convert a Hugging Face BGE-M3 folder into one .m3 file");
   convert->add_option("hf_dir", conv.hf_dir, "folder with config.json, sentencepiece.bpe.model and weights")->required();
   convert->add_option("-o,--output", conv.output, "output .m3 file")->required();
-  convert->add_option("--dtype", conv.dtype, "weight type in the file: f32");
+  add_quant_options(convert, &conv.quant, "weights in the file: int8 (default, smallest and fastest), bf16, f32");
   convert->add_flag("-q,--quiet", conv.quiet, "no progress or summary on stderr");
+
+  m3cli::QuantizeArgs qa;
+  auto* quantize = app.add_subcommand("quantize", "make an int8 or bf16 .m3 from an f32 .m3");
+  quantize->add_option("input", qa.input, "f32 model file")->required();
+  quantize->add_option("-o,--output", qa.output, "output .m3 file")->required();
+  add_quant_options(quantize, &qa.quant, "int8 (default) or bf16");
+  quantize->add_option("--calibration", qa.calibration, "calibration texts, one per line (default: built-in multilingual set)");
+  quantize->add_flag("-q,--quiet", qa.quiet, "no progress or summary on stderr");
+
+  m3cli::EvalArgs ev;
+  auto* eval = app.add_subcommand("eval", "quality of a quantized model against its f32 twin");
+  add_common(eval, &ev.common);
+  eval->add_option("-r,--reference", ev.reference, "the f32 model file to compare with")->required();
+  eval->add_option("-i,--input", ev.input, "texts, one per line (default: built-in multilingual evaluation set)");
+  eval->add_option("--max-length", ev.max_length, "tokens per text (default 512)")->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  eval->add_flag("--json", ev.json, "print one JSON object");
 
   m3cli::InfoArgs inf;
   auto* info = app.add_subcommand("info", "describe a .m3 model file");
@@ -87,6 +113,8 @@ int main(int argc, char** argv) {
   if (encode->parsed()) return m3cli::run_encode(enc);
   if (score->parsed()) return m3cli::run_score(sc);
   if (convert->parsed()) return m3cli::run_convert(conv);
+  if (quantize->parsed()) return m3cli::run_quantize(qa);
+  if (eval->parsed()) return m3cli::run_eval(ev);
   if (info->parsed()) return m3cli::run_info(inf);
   if (bench->parsed()) return m3cli::run_bench(be);
   return m3cli::kExitInput;

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/model_file.h"
+#include "quant/quantize.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/convert/checkpoint.h"
 
@@ -123,9 +124,8 @@ ModelConfig read_config(const std::string& path) {
 void check_options(const ConvertOptions& opt) {
   if (opt.hf_dir.empty()) fail_argument("no Hugging Face model folder given");
   if (opt.output.empty()) fail_argument("no output path given");
-  if (opt.dtype != DType::kF32) {
-    fail(Error::Kind::kUnsupported,
-         std::string("output dtype ") + dtype_name(opt.dtype) + " is not supported yet (only f32)");
+  if (opt.dtype != DType::kF32 && opt.dtype != DType::kBF16 && opt.dtype != DType::kI8) {
+    fail_argument(std::string("output dtype ") + dtype_name(opt.dtype) + " is not supported (f32, bf16 or int8)");
   }
   std::error_code ec;
   if (!fs::is_directory(opt.hf_dir, ec)) fail_io(opt.hf_dir + ": not a directory (expected a Hugging Face model folder)");
@@ -325,8 +325,31 @@ class Converter {
 
   void write() {
     tensors_.push_back({kTokenizerTensor, DType::kU8, {static_cast<int64_t>(spm_.size())}, spm_.data(), spm_.size()});
-    write_model_file(opt_.output, metadata(), tensors_);
-    summary_.num_tensors = tensors_.size();
+    if (opt_.dtype == DType::kF32) {
+      write_model_file(opt_.output, metadata(), tensors_);
+      summary_.num_tensors = tensors_.size();
+    } else {
+      // The f32 file first (the quantizer calibrates by running it), then the quantized one.
+      const std::string f32_path = opt_.output + ".f32.tmp";
+      write_model_file(f32_path, metadata(), tensors_);
+      owned_.clear();
+      weights_ = colbert_ = sparse_ = Checkpoint();
+      QuantizeOptions q;
+      q.dtype = opt_.dtype;
+      q.smooth_alpha = opt_.smooth_alpha;
+      q.smooth = opt_.smooth;
+      q.progress = opt_.stage;
+      try {
+        quantize_file(f32_path, opt_.output, q);
+      } catch (...) {
+        std::error_code ec;
+        fs::remove(f32_path, ec);
+        throw;
+      }
+      std::error_code ec;
+      fs::remove(f32_path, ec);
+      summary_.num_tensors = ModelFile::open(opt_.output)->tensors().size();
+    }
     std::error_code ec;
     summary_.output_bytes = fs::file_size(opt_.output, ec);
     if (ec) fail_io(opt_.output + ": cannot read the size of the written file: " + ec.message());

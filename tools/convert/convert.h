@@ -24,7 +24,13 @@ namespace m3 {
 struct ConvertOptions {
   std::string hf_dir;
   std::string output;
-  DType dtype = DType::kF32;  // weights dtype of the .m3; only kF32 for now
+  // Weights of the .m3: kF32, kBF16 or kI8 (see quant/quantize.h; int8 and bf16 files are
+  // made by writing the f32 file first, next to the output, then quantizing it).
+  DType dtype = DType::kF32;
+  float smooth_alpha = 0.5f;   // int8: SmoothQuant migration strength (0 = none)
+  std::string smooth = "all";  // int8: which matmul inputs are smoothed: all, ln, none
+  // Called with a stage name while quantizing (calibration, layers, writing). May be empty.
+  std::function<void(const std::string&)> stage;
   // Called as tensors are converted (bytes of source tensor data), and once at the end with
   // done == total. May be empty.
   std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;

@@ -1,0 +1,143 @@
+// Quantized-vs-f32 quality report (see quant/quality.h).
+#include "quant/quality.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+
+namespace m3 {
+namespace {
+
+double cosine(const float* a, const float* b, size_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ab += static_cast<double>(a[i]) * b[i];
+    aa += static_cast<double>(a[i]) * a[i];
+    bb += static_cast<double>(b[i]) * b[i];
+  }
+  if (aa == 0 && bb == 0) return 1.0;
+  return ab / std::sqrt(std::max(aa * bb, 1e-300));
+}
+
+// Ids of the (up to) k largest positive weights.
+std::set<int32_t> top_ids(const SparseVector& v, size_t k) {
+  std::vector<std::pair<float, int32_t>> w;
+  for (const auto& [id, weight] : v.entries) {
+    if (weight > 0) w.push_back({weight, id});
+  }
+  std::sort(w.begin(), w.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  std::set<int32_t> out;
+  for (size_t i = 0; i < std::min(k, w.size()); ++i) out.insert(w[i].second);
+  return out;
+}
+
+}  // namespace
+
+QualityReport compare_models(const Model& test, const Model& reference, const std::vector<std::string>& texts,
+                             int64_t max_length) {
+  const ModelConfig &a = test.config(), &b = reference.config();
+  if (a.hidden_size != b.hidden_size || a.vocab_size != b.vocab_size || a.num_hidden_layers != b.num_hidden_layers) {
+    fail_argument("compare_models: " + test.file().name() + " and " + reference.file().name() +
+                  " are not the same model (hidden size, vocabulary or layers differ)");
+  }
+  QualityReport r;
+  r.texts = texts.size();
+  if (texts.empty()) return r;
+  EncodeOptions opt;
+  opt.max_length = max_length;
+  opt.sparse = r.has_sparse = test.has_sparse() && reference.has_sparse();
+  opt.colbert = r.has_colbert = test.has_colbert() && reference.has_colbert();
+  const std::vector<EncodedText> t = test.encode_batch(texts, opt), f = reference.encode_batch(texts, opt);
+
+  double dense_sum = 0, colbert_sum = 0, top5_sum = 0;
+  size_t top5_n = 0;
+  std::vector<double> colbert_cos;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (t[i].ids != f[i].ids) fail_argument("compare_models: the two models tokenize text " + std::to_string(i) + " differently");
+    const double dc = cosine(t[i].dense.data(), f[i].dense.data(), f[i].dense.size());
+    r.dense_cos_min = std::min(r.dense_cos_min, dc);
+    dense_sum += dc;
+    if (r.has_colbert) {
+      const size_t dim = static_cast<size_t>(reference.colbert_dim());
+      for (int64_t row = 0; row < f[i].colbert_rows; ++row) {
+        const double c = cosine(t[i].colbert.data() + row * dim, f[i].colbert.data() + row * dim, dim);
+        colbert_cos.push_back(c);
+        colbert_sum += c;
+      }
+    }
+    if (r.has_sparse) {
+      const std::set<int32_t> ref_top = top_ids(f[i].sparse, 5), test_top = top_ids(t[i].sparse, 5);
+      if (!ref_top.empty()) {
+        size_t common = 0;
+        for (int32_t id : ref_top) common += test_top.count(id);
+        const double agree = static_cast<double>(common) / static_cast<double>(ref_top.size());
+        r.sparse_top5_min = std::min(r.sparse_top5_min, agree);
+        top5_sum += agree;
+        ++top5_n;
+      }
+      std::map<int32_t, std::pair<float, float>> w;  // id -> (test, reference)
+      for (const auto& [id, v] : t[i].sparse.entries) w[id].first = v;
+      for (const auto& [id, v] : f[i].sparse.entries) w[id].second = v;
+      for (const auto& [id, p] : w) {
+        r.sparse_max_abs_err = std::max(r.sparse_max_abs_err, std::fabs(static_cast<double>(p.first) - p.second));
+        r.sparse_max_weight = std::max(r.sparse_max_weight, static_cast<double>(p.second));
+      }
+    }
+  }
+  r.dense_cos_mean = dense_sum / static_cast<double>(texts.size());
+  if (!colbert_cos.empty()) {
+    std::sort(colbert_cos.begin(), colbert_cos.end());
+    r.colbert_tokens = colbert_cos.size();
+    r.colbert_cos_min = colbert_cos.front();
+    r.colbert_cos_p5 = colbert_cos[static_cast<size_t>(0.05 * static_cast<double>(colbert_cos.size() - 1))];
+    r.colbert_cos_mean = colbert_sum / static_cast<double>(colbert_cos.size());
+  }
+  if (top5_n) r.sparse_top5_mean = top5_sum / static_cast<double>(top5_n);
+
+  if (r.has_sparse && r.has_colbert) {
+    const ScoreWeights w{0.4f, 0.2f, 0.4f};
+    const int64_t dim = reference.colbert_dim();
+    for (size_t i = 0; i + 1 < texts.size(); ++i) {
+      const PairScores st = score_pair(t[i], t[i + 1], dim, w), sf = score_pair(f[i], f[i + 1], dim, w);
+      r.score_dense_max_delta = std::max(r.score_dense_max_delta, static_cast<double>(std::fabs(st.dense - sf.dense)));
+      r.score_sparse_max_delta = std::max(r.score_sparse_max_delta, static_cast<double>(std::fabs(st.sparse - sf.sparse)));
+      r.score_colbert_max_delta =
+          std::max(r.score_colbert_max_delta, static_cast<double>(std::fabs(st.colbert - sf.colbert)));
+      r.score_combined_max_delta = std::max(
+          r.score_combined_max_delta, static_cast<double>(std::fabs(st.colbert_sparse_dense - sf.colbert_sparse_dense)));
+      ++r.pairs;
+    }
+  }
+  return r;
+}
+
+nlohmann::json to_json(const QualityReport& r) {
+  nlohmann::json j = {{"texts", r.texts},
+                      {"dense_cos_min", r.dense_cos_min},
+                      {"dense_cos_mean", r.dense_cos_mean}};
+  if (r.has_colbert) {
+    j["colbert_tokens"] = r.colbert_tokens;
+    j["colbert_cos_min"] = r.colbert_cos_min;
+    j["colbert_cos_p5"] = r.colbert_cos_p5;
+    j["colbert_cos_mean"] = r.colbert_cos_mean;
+  }
+  if (r.has_sparse) {
+    j["sparse_top5_agreement_mean"] = r.sparse_top5_mean;
+    j["sparse_top5_agreement_min"] = r.sparse_top5_min;
+    j["sparse_max_abs_err"] = r.sparse_max_abs_err;
+    j["sparse_max_weight"] = r.sparse_max_weight;
+  }
+  if (r.pairs) {
+    j["pairs"] = r.pairs;
+    j["score_dense_max_delta"] = r.score_dense_max_delta;
+    j["score_sparse_max_delta"] = r.score_sparse_max_delta;
+    j["score_colbert_max_delta"] = r.score_colbert_max_delta;
+    j["score_combined_max_delta"] = r.score_combined_max_delta;
+  }
+  return j;
+}
+
+}  // namespace m3
