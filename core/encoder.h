@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -30,6 +32,12 @@ struct PackedBatch {
 // rows x cols input, row-major.
 using MatmulInputObserver =
     std::function<void(int64_t layer, const char* matmul, const float* x, int64_t rows, int64_t cols)>;
+
+// Profiling for benchmarks: when enabled, forward passes add their wall time per phase
+// (matmuls, attention, LayerNorm) to process-wide counters; encoder_profile() reads them in ms.
+// Enabling resets the counters.
+void encoder_profile_enable(bool on);
+std::vector<std::pair<std::string, double>> encoder_profile();
 
 class Encoder {
  public:

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Ours vs ONNX Runtime on identical weights, same shapes, same run (see perf/peer/README.md).
 #   bash perf/run_peers.sh [--threads 2] [--iters 5] [--rounds 1] [--shapes "1x16 16x128 4x512 1x2048"]
-#                          [--with-8192] [--no-check] --m3 MODEL.m3 --onnx-dir DIR
+#                          [--with-8192] [--no-check] --m3 [LABEL:]MODEL.m3[,LABEL:MODEL.m3...] --onnx-dir DIR
 # DIR is what tools/reference/export_onnx.py wrote: model.onnx, model_int8.onnx (optional),
-# meta.json, check.json. For every shape it runs, interleaved,
-#   build/m3embed bench -m MODEL.m3 --batch B --seq T --threads N --iters N --warmup 1
+# meta.json, check.json. --m3 takes one or more of our model files, comma-separated, each with
+# an optional label (default: its weights dtype from the file name), e.g.
+#   --m3 f32:/tmp/bge-m3-synth.m3,int8:/tmp/bge-m3-int8.m3
+# For every shape it runs, interleaved,
+#   build/m3embed bench -m MODEL.m3 --batch B --seq T --threads N --iters N --warmup 1  (each model)
 #   node perf/peer/ort_bench.mjs --model DIR/model.onnx      ... (ORT fp32)
 #   node perf/peer/ort_bench.mjs --model DIR/model_int8.onnx ... (ORT int8)
-# one process at a time, and prints a Markdown table (medians over --rounds) with the ratios
-# ours/ORT (tok/s). Before timing, the ORT models are checked against the torch outputs in
+# one process at a time, and prints a Markdown table (medians over --rounds), one row per shape
+# and runtime, with the ratios ours/ORT (tok/s). Before timing, the ORT models are checked against the torch outputs in
 # check.json. Without --m3 (or without build/m3embed) only the ORT columns are filled.
 # 1x8192 only with --with-8192: ORT needs ~19 GB there.
 # Environment: M3_BUILD_DIR (default build), NODE (default node).
@@ -26,7 +29,7 @@ while (($#)); do
     --no-check) check=0; shift ;;
     --m3) m3="$2"; shift 2 ;;
     --onnx-dir) onnx="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_peers.sh: unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -34,9 +37,16 @@ done
 node="${NODE:-node}"
 bin="${M3_BUILD_DIR:-build}/m3embed"
 [[ -d perf/peer/node_modules/onnxruntime-node ]] || { echo "run_peers.sh: run 'npm install --ignore-scripts' in perf/peer first" >&2; exit 1; }
-ours=0
+ours=()  # "label:path"
 if [[ -n "$m3" ]]; then
-  if [[ -x "$bin" ]]; then ours=1; else echo "run_peers.sh: $bin not built; ORT columns only" >&2; fi
+  if [[ -x "$bin" ]]; then
+    IFS=',' read -ra specs <<<"$m3"
+    for spec in "${specs[@]}"; do
+      if [[ "$spec" == *:* ]]; then ours+=("ours-${spec%%:*}:${spec#*:}"); else ours+=("ours:$spec"); fi
+    done
+  else
+    echo "run_peers.sh: $bin not built; ORT rows only" >&2
+  fi
 fi
 models=("fp32:$onnx/model.onnx")
 [[ -f "$onnx/model_int8.onnx" ]] && models+=("int8:$onnx/model_int8.onnx")
@@ -64,8 +74,10 @@ declare -A res  # res[shape,who] = "tok p50 p95 peak" lines appended over rounds
 run_one() {  # who shape -> appends to res
   local who="$1" s="$2" b="${2%x*}" t="${2#*x}" it="$iters" out line
   ((t >= 2048)) && it=$(( iters < 3 ? iters : 3 ))
-  if [[ "$who" == ours ]]; then
-    out=$("$bin" bench -m "$m3" --batch "$b" --seq "$t" --threads "$threads" --iters "$it" --warmup 1 2>&1) || true
+  if [[ "$who" == ours* ]]; then
+    local path
+    for mm in "${ours[@]}"; do [[ "${mm%%:*}" == "$who" ]] && path="${mm#*:}"; done
+    out=$("$bin" bench -m "$path" --batch "$b" --seq "$t" --threads "$threads" --iters "$it" --warmup 1 2>&1) || true
   else
     local path
     for mm in "${models[@]}"; do [[ "${mm%%:*}" == "$who" ]] && path="${mm#*:}"; done
@@ -77,7 +89,7 @@ run_one() {  # who shape -> appends to res
   res[$s,$who]+="${line:-}"$'\n'
 }
 whos=()
-((ours)) && whos+=(ours)
+for mm in "${ours[@]}"; do whos+=("${mm%%:*}"); done
 for mm in "${models[@]}"; do whos+=("${mm%%:*}"); done
 for ((r = 1; r <= rounds; r++)); do
   for s in $shapes; do
@@ -87,22 +99,25 @@ done
 
 col() { awk -v c="$1" 'NF >= 4 {print $c}' <<<"${res[$2,$3]:-}" | median; }
 peak() { local p; p=$(awk 'NF >= 4 {print $4}' <<<"${res[$1,$2]:-}" | sort -g | tail -1); echo "${p:-n/a}"; }
-# median over rounds of the per-round ratio ours/peer (tok/s), pairing the runs of one round
+# median over rounds of the per-round ratio who/peer (tok/s), pairing the runs of one round
 ratio() {
-  paste -d' ' <(printf '%s' "${res[$1,ours]:-}" | awk '{print ($1 == "" ? "x" : $1)}') \
-              <(printf '%s' "${res[$1,$2]:-}" | awk '{print ($1 == "" ? "x" : $1)}') |
+  [[ "$2" == "$3" ]] && { echo "1"; return; }
+  paste -d' ' <(printf '%s' "${res[$1,$2]:-}" | awk '{print ($1 == "" ? "x" : $1)}') \
+              <(printf '%s' "${res[$1,$3]:-}" | awk '{print ($1 == "" ? "x" : $1)}') |
     awk '$1 + 0 > 0 && $2 + 0 > 0 {print $1 / $2}' | median | awk '{ if ($1 == "n/a") print; else printf "%.2f\n", $1 }'
 }
+name() { case "$1" in fp32) echo "ORT fp32" ;; int8) echo "ORT int8" ;; ours) echo "m3embed" ;; *) echo "m3embed ${1#ours-}" ;; esac; }
 echo
-echo "| shape | ours tok/s | ours p50 ms | ours peak MB | ORT fp32 tok/s | ORT fp32 p50 ms | ORT fp32 peak MB |" \
-     "ORT int8 tok/s | ORT int8 p50 ms | ORT int8 peak MB | ours/ORT fp32 | ours/ORT int8 |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| shape | runtime | tok/s | p50 ms | peak MB | / ORT fp32 | / ORT int8 |"
+echo "|---|---|---|---|---|---|---|"
 for s in $shapes; do
-  o=$(col 1 "$s" ours) f=$(col 1 "$s" fp32) i=$(col 1 "$s" int8)  # medians of tok/s
-  echo "| $s | $o | $(col 2 "$s" ours) | $(peak "$s" ours) | $f | $(col 2 "$s" fp32) | $(peak "$s" fp32) |" \
-       "$i | $(col 2 "$s" int8) | $(peak "$s" int8) | $(ratio "$s" fp32) | $(ratio "$s" int8) |"
+  for w in "${whos[@]}"; do
+    r8="n/a"
+    [[ -n "${res[$s,int8]:-}" ]] && r8=$(ratio "$s" "$w" int8)
+    echo "| $s | $(name "$w") | $(col 1 "$s" "$w") | $(col 2 "$s" "$w") | $(peak "$s" "$w") | $(ratio "$s" "$w" fp32) | $r8 |"
+  done
 done
 echo
 echo "tok/s and p50: medians over $rounds round(s) of $iters iterations (at most 3 at >= 2048 tokens); ratios: median of the" \
-     "per-round ratios of tok/s; peak: max RSS of the process." \
+     "per-round ratios of tok/s (> 1: faster than that ORT); peak: max RSS of the process." \
      "ORT times the encoder only (last_hidden_state); ours is the full model (encoder + heads)."

@@ -15,7 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-const char* kFixtures[] = {"tiny-bin", "tiny-st", "tiny-dense", "tiny-bf16"};
+const char* kFixtures[] = {"tiny-bin", "tiny-st", "tiny-dense", "tiny-bf16", "small-outlier"};
 
 std::vector<float> floats(const json& j) { return j.get<std::vector<float>>(); }
 

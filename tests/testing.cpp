@@ -36,19 +36,21 @@ std::string scratch_dir(const std::string& name) {
   return p.string();
 }
 
-std::string converted_fixture(const std::string& name) {
+std::string converted_fixture(const std::string& name, m3::DType dtype) {
   static std::mutex mu;
   static std::map<std::string, std::string> done;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = done.find(name);
+  const std::string key = name + "." + m3::dtype_name(dtype);
+  auto it = done.find(key);
   if (it != done.end()) return it->second;
   // One file per process so parallel test executables never write the same path.
-  const std::string out = scratch_dir("models") + "/" + name + "." + std::to_string(::getpid()) + ".m3";
+  const std::string out = scratch_dir("models") + "/" + key + "." + std::to_string(::getpid()) + ".m3";
   m3::ConvertOptions opt;
   opt.hf_dir = fixture_dir(name);
   opt.output = out;
+  opt.dtype = dtype;
   m3::convert_hf_folder(opt);
-  done[name] = out;
+  done[key] = out;
   return out;
 }
 

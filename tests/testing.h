@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
+
 namespace m3test {
 
 inline std::string source_dir() { return M3_SOURCE_DIR; }
@@ -17,8 +19,8 @@ inline std::string fixture_dir(const std::string& name) { return source_dir() + 
 // A per-test scratch directory under the build tree (created on demand).
 std::string scratch_dir(const std::string& name);
 // Converts the Hugging Face fixture folder tests/fixtures/<name> to a .m3 file in the build
-// tree (once per process) and returns its path.
-std::string converted_fixture(const std::string& name);
+// tree (once per process and dtype: f32, bf16 or int8 with the default smoothing) and returns its path.
+std::string converted_fixture(const std::string& name, m3::DType dtype = m3::DType::kF32);
 // Reads a whole file as JSON.
 nlohmann::json read_json(const std::string& path);
 // Runs a shell command; returns its exit status and captures stdout (and stderr if asked).

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "apps/m3embed/common.h"
+#include "core/encoder.h"
 #include "core/error.h"
 #include "quant/linear.h"
 
@@ -90,8 +91,22 @@ int run_bench(const BenchArgs& a) {
   opt.colbert = model->has_colbert();
   opt.max_batch_size = a.batch;
   opt.max_batch_tokens = a.batch * seq;
-  const auto ms = time_ms(a.warmup, a.iters, [&] { model->encode_ids(ids, opt); });
+  for (int i = 0; i < a.warmup; ++i) model->encode_ids(ids, opt);
+  m3::encoder_profile_enable(a.profile);
+  const auto ms = time_ms(0, a.iters, [&] { model->encode_ids(ids, opt); });
   const double p50 = percentile(ms, 0.5);
+  if (a.profile) {
+    double total = 0;
+    for (double v : ms) total += v;
+    std::printf("profile (ms per forward pass, mean over %d):", a.iters);
+    double phases = 0;
+    for (const auto& [name, sum] : m3::encoder_profile()) {
+      std::printf(" %s %.1f,", name.c_str(), sum / a.iters);
+      phases += sum;
+    }
+    std::printf(" other %.1f\n", (total - phases) / a.iters);
+    m3::encoder_profile_enable(false);
+  }
   const double tokens = static_cast<double>(a.batch * seq);
   std::printf("%lldx%lld %s: %.1f tok/s, p50 %.1f ms, p95 %.1f ms, peak %.0f MB (%d threads, %d iters)\n",
               static_cast<long long>(a.batch), static_cast<long long>(seq), model->weights_dtype().c_str(),

@@ -81,6 +81,7 @@ struct BenchArgs {
   int64_t batch = 16, seq = 128;
   int iters = 5, warmup = 1;
   bool matmul = false;  // time one Linear of shape M x K -> N instead of the model
+  bool profile = false; // print the time per phase (matmuls, attention, LayerNorm)
   int64_t m = 128, k = 1024, n = 4096;
 };
 int run_bench(const BenchArgs& args);

@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   bench->add_option("--iters", be.iters, "timed iterations (default 5)")->check(CLI::Range(1, 1 << 20));
   bench->add_option("--warmup", be.warmup, "untimed iterations first (default 1)")->check(CLI::Range(0, 1 << 20));
   bench->add_flag("--matmul", be.matmul, "time one f32 matmul M x K -> N instead");
+  bench->add_flag("--profile", be.profile, "also print the time per phase of the forward pass");
   bench->add_option("--M", be.m, "matmul rows (default 128)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   bench->add_option("--K", be.k, "matmul inner size (default 1024)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   bench->add_option("--N", be.n, "matmul outputs (default 4096)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));

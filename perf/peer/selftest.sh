@@ -15,7 +15,9 @@ node perf/peer/ort_bench.mjs --model "$work/onnx/model.onnx" --check "$work/onnx
 node perf/peer/ort_bench.mjs --model "$work/onnx/model_int8.onnx" --check "$work/onnx/check.json"
 bin="${M3_BUILD_DIR:-build}/m3embed"
 if [[ -x "$bin" ]]; then
-  "$bin" convert "$work/hf" -o "$work/tiny.m3" -q
-  bash perf/run_peers.sh --iters 3 --shapes "1x16 4x64" --no-check --m3 "$work/tiny.m3" --onnx-dir "$work/onnx" 2>/dev/null
+  "$bin" convert "$work/hf" -o "$work/tiny.m3" --dtype f32 -q
+  "$bin" quantize "$work/tiny.m3" -o "$work/tiny-int8.m3" -q
+  bash perf/run_peers.sh --iters 3 --shapes "1x16 4x64" --no-check --m3 "f32:$work/tiny.m3,int8:$work/tiny-int8.m3" \
+    --onnx-dir "$work/onnx" 2>/dev/null
 fi
 echo "selftest OK ($work)"

@@ -9,6 +9,9 @@ Fixtures (random weights, real file formats):
   tiny-st     H=45, 3 heads, 3 layers, FFN 96; model.safetensors F16, names `roberta.`; fp16 heads
   tiny-bf16   like tiny-bin, other seed; pytorch_model.bin bf16 (plain dict); fp16 heads
   tiny-dense  H=32, 2 heads, 1 layer, FFN 64; model.safetensors F32; no heads (dense only)
+  small-outlier H=256, 4 heads, 4 layers, FFN 1024; model.safetensors F16; fp16 heads; for int8 accuracy (quantized vs f32);
+              outliers="offset": outlier channels ~30..80 from LayerNorm biases (gains ~2), removed again by
+              each sublayer's output bias and weighted by RMS in Q/K/V/FFN-in (well conditioned in fp16/bf16)
 
 Weights are drawn with fixed seeds and scaled with a data-dependent recipe (calibrated on
 corpus sentences, layer by layer) so that the models behave like trained encoders: attention
@@ -58,8 +61,10 @@ FIXTURES = [
          fmt="st", dtype=torch.float16, prefix="roberta.", has_heads=True),
     dict(name="tiny-bf16", spm="A", H=64, heads=4, layers=2, ffn=128, positions=130, seed=3003,
          fmt="bin", dtype=torch.bfloat16, container="dict", prefix="", has_heads=True),
-    dict(name="tiny-dense", spm="A", H=32, heads=2, layers=1, ffn=64, positions=130, seed=4004,
+    dict(name="tiny-dense", spm="A", H=32, heads=2, layers=1, ffn=64, positions=130, seed=4006,
          fmt="st", dtype=torch.float32, prefix="", has_heads=False),
+    dict(name="small-outlier", spm="A", H=256, heads=4, layers=4, ffn=1024, positions=130, seed=4006,
+         fmt="st", dtype=torch.float16, prefix="", has_heads=True, outliers="offset"),
 ]
 
 # Calibration targets of the weight recipe.
@@ -72,6 +77,11 @@ OUTLIER_GAINS = (11.0, 16.0, 8.5)   # LayerNorm gains of the outlier channels
 FINAL_OUTLIER_GAIN = 0.05 # the last LayerNorm: outliers present but not dominating the CLS
 SPARSE_MARGIN = 1e-3
 OUTLIER_KEEP = 0.02       # share of the outlier channels' residual the last FFN leaves in place
+# outliers="offset" fixtures: the outlier channels are mostly a per-channel offset set by the
+# LayerNorm bias (sign and size per channel), with a moderate gain on top, and every sublayer's
+# output bias removes the offset of the LayerNorm output it is added to (see Recipe.ln).
+OFFSET_BIASES = (38.0, -52.0, 30.0)  # LayerNorm biases of the outlier channels
+OFFSET_GAINS = (1.6, 2.0, 1.4)       # LayerNorm gains of the outlier channels
 
 # Budgets of tests/test_parity.cpp; the float32 re-computation must meet them 10x tighter.
 BUDGET = dict(dense_cos=1 - 1e-5, dense_abs=1e-4, sparse_abs=1e-4, colbert_cos=1 - 1e-4, score_abs=1e-4)
@@ -226,10 +236,30 @@ class Recipe:
 
     def ln(self, name, final=False):
         g = 1.0 + 0.1 * (2 * self.rand(self.H) - 1)
-        for c, gain in zip(self.outl, OUTLIER_GAINS):
+        offset = self.fx.get("outliers", "gain") == "offset"
+        for c, gain in zip(self.outl, OFFSET_GAINS if offset else OUTLIER_GAINS):
             g[c] = (FINAL_OUTLIER_GAIN if final else gain) * (1 + 0.05 * float(self.rand(1)))
         b = (0.005 if final else 0.05) * self.randn(self.H)
+        if offset and not final:
+            # Outliers as offsets: LayerNorm output ~ +-(30..55) in these channels for every
+            # token, with a token-dependent part of gain ~2 on top. A large gain instead would
+            # grow layer by layer (each post-LN residual feeds the next LayerNorm) until the
+            # outlier channels hold all of a token's variance and the other channels ~0.1.
+            for c, bias in zip(self.outl, OFFSET_BIASES):
+                b[c] = bias * (1 + 0.05 * float(self.rand(1)))
         self.w[name + ".weight"], self.w[name + ".bias"] = g, b
+
+    def remove_offset(self, name, os_, ln_name):
+        """outliers="offset": the sublayer `name` (outputs os_, added to the output of LayerNorm
+        ln_name) takes that LayerNorm's outlier offsets back out with its bias, so the next
+        LayerNorm's input has outlier channels of ordinary size (a bias, exact in any precision:
+        no large token-dependent values cancel in a matmul)."""
+        if self.fx.get("outliers", "gain") != "offset":
+            return os_
+        d = torch.zeros(self.H, dtype=torch.float64)
+        d[self.outl] = -self.w[ln_name + ".bias"][self.outl]
+        self.w[name + ".bias"] += d
+        return [o + d for o in os_]
 
     def apply_ln(self, xs, name):
         return [F.layer_norm(x, (self.H,), self.w[name + ".weight"], self.w[name + ".bias"], 1e-5) for x in xs]
@@ -241,7 +271,12 @@ class Recipe:
     def linear(self, name, out_dim, xs, target_std, bias_std, whiten=True):
         """Random Linear on inputs xs, scaled so the output (before bias) has std target_std."""
         w = self.randn(out_dim, xs[0].shape[1]) / math.sqrt(xs[0].shape[1])
-        if whiten:
+        if whiten and self.fx.get("outliers", "gain") == "offset":
+            # per-channel RMS, offset included: the outlier channels get small weights (as in
+            # trained models, which learn to ignore them), so no matmul output is dominated by
+            # the outliers' token-independent part
+            w = w / torch.cat(xs).pow(2).mean(0).sqrt().clamp(min=1e-3)[None, :]
+        elif whiten:
             w = w / self.chan_std(xs)[None, :]
         y = torch.cat(xs) @ w.T
         w = w * (target_std / float(y.std()))
@@ -287,6 +322,7 @@ class Recipe:
             p = torch.arange(len(ids)) + 2
             xs.append(word[t] + pos[p] + self.w["embeddings.token_type_embeddings.weight"][0])
         xs = self.apply_ln(xs, "embeddings.LayerNorm")
+        res_ln = "embeddings.LayerNorm"  # the LayerNorm whose output is the current residual
         for l in range(self.L):
             pre = f"encoder.layer.{l}."
             q = self.linear(pre + "attention.self.query", H, xs, 1.0, 0.1)
@@ -310,13 +346,15 @@ class Recipe:
                               / math.sqrt(hd), dim=-1)
                 ctxs.append((a @ vv.view(n, nh, hd).transpose(0, 1)).transpose(0, 1).reshape(n, H))
             o = self.linear(pre + "attention.output.dense", H, ctxs, SUBLAYER_OUT_STD, 0.1, whiten=False)
+            o = self.remove_offset(pre + "attention.output.dense", o, res_ln)
             xs = [x + oo for x, oo in zip(xs, o)]
             self.ln(pre + "attention.output.LayerNorm")
             xs = self.apply_ln(xs, pre + "attention.output.LayerNorm")
             h = self.linear(pre + "intermediate.dense", self.I, xs, FFN_PRE_STD, 0.5)
             h = [F.gelu(hh) for hh in h]
             o = self.linear(pre + "output.dense", H, h, SUBLAYER_OUT_STD, 0.1, whiten=False)
-            if l == self.L - 1:
+            o = self.remove_offset(pre + "output.dense", o, pre + "attention.output.LayerNorm")
+            if l == self.L - 1 and self.fx.get("outliers", "gain") == "gain":
                 o = self.cancel_outliers(pre, xs)
             xs = [x + oo for x, oo in zip(xs, o)]
             if l == self.L - 1:
@@ -329,6 +367,7 @@ class Recipe:
                 xs = [x - shift for x in xs]
             self.ln(pre + "output.LayerNorm", final=(l == self.L - 1))
             xs = self.apply_ln(xs, pre + "output.LayerNorm")
+            res_ln = pre + "output.LayerNorm"
         self.w["pooler.dense.weight"] = 0.02 * self.randn(H, H)
         self.w["pooler.dense.bias"] = torch.zeros(H)
         self.final = xs
