@@ -69,7 +69,7 @@ fi
 
 # "16x128 f32: 812.3 tok/s, p50 2521.0 ms, p95 2600.1 ms, peak 2410 MB (...)" -> "tok p50 p95 peak"
 parse() { sed -nE 's/.*: ([0-9.]+) tok\/s, p50 ([0-9.]+) ms, p95 ([0-9.]+) ms, peak ([0-9.]+) MB.*/\1 \2 \3 \4/p' | tail -1; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else printf "%.6g\n", (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A res  # res[shape,who] = "tok p50 p95 peak" lines appended over rounds
 run_one() {  # who shape -> appends to res
   local who="$1" s="$2" b="${2%x*}" t="${2#*x}" it="$iters" out line

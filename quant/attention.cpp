@@ -36,10 +36,7 @@ std::map<std::tuple<int64_t, int64_t, int64_t, int, float>, Primitives> g_cache;
 struct ScoresTag {};
 
 Primitives make(int64_t n, int64_t heads, int64_t dh, float scale) {
-  const int64_t H = heads * dh, row = 3 * H;
   Primitives p;
-  (void)row;
-  (void)H;
   // Q, K, V and ctx are gathered into / scattered from head-major copies [heads, n, dh]:
   // oneDNN 2.6 only has its fast (brgemm) kernels for dense layouts.
   p.q_md = memory::desc({heads, n, dh}, DataType::f32, memory::dims{n * dh, dh, 1});
@@ -63,8 +60,12 @@ Primitives make(int64_t n, int64_t heads, int64_t dh, float scale) {
 }  // namespace
 
 void AttentionMatmul::run(const float* qkv, int64_t n, int64_t heads, int64_t dh, float scale, float* ctx) {
+  // Lengths are rounded up to a bucket so that a stream of texts of every length needs at most
+  // kMaxLength / kBucket primitive pairs (creating one costs milliseconds of JIT): the padded
+  // query rows are discarded and the padded keys get probability 0.
+  const int64_t np = (n + kBucket - 1) / kBucket * kBucket;
   const int threads = num_threads();
-  const auto key = std::make_tuple(n, heads, dh, threads, scale);
+  const auto key = std::make_tuple(np, heads, dh, threads, scale);
   Primitives p;
   {
     std::lock_guard<std::mutex> lock(g_mu);
@@ -73,10 +74,10 @@ void AttentionMatmul::run(const float* qkv, int64_t n, int64_t heads, int64_t dh
   }
   if (!p.scores) {
     try {
-      p = make(n, heads, dh, scale);
+      p = make(np, heads, dh, scale);
     } catch (const dnnl::error& e) {
-      fail(Error::Kind::kUnsupported, "attention matmul for " + std::to_string(n) + " tokens, " + std::to_string(heads) +
-                                          " heads: oneDNN cannot build it: " + e.what());
+      fail(Error::Kind::kUnsupported, "attention matmul for " + std::to_string(np) + " tokens, " +
+                                          std::to_string(heads) + " heads: oneDNN cannot build it: " + e.what());
     }
     std::lock_guard<std::mutex> lock(g_mu);
     if (g_cache.size() >= kMaxCached) g_cache.clear();
@@ -84,16 +85,20 @@ void AttentionMatmul::run(const float* qkv, int64_t n, int64_t heads, int64_t dh
   }
   const int64_t H = heads * dh;
   dnnl::engine& eng = cpu_engine();
-  const int64_t hsz = heads * n * dh;  // one head-major copy
-  float* s = thread_scratch<float, ScoresTag>(static_cast<size_t>(heads * n * n + 4 * hsz));
-  float *qc = s + heads * n * n, *kc = qc + hsz, *vc = kc + hsz, *cc = vc + hsz;
-  for (int64_t t = 0; t < n; ++t) {
-    const float* r = qkv + t * 3 * H;
-    for (int64_t h = 0; h < heads; ++h) {
-      std::memcpy(qc + (h * n + t) * dh, r + h * dh, sizeof(float) * dh);
-      std::memcpy(kc + (h * n + t) * dh, r + H + h * dh, sizeof(float) * dh);
-      std::memcpy(vc + (h * n + t) * dh, r + 2 * H + h * dh, sizeof(float) * dh);
+  const int64_t hsz = heads * np * dh;  // one head-major copy
+  float* s = thread_scratch<float, ScoresTag>(static_cast<size_t>(heads * np * np + 4 * hsz));
+  float *qc = s + heads * np * np, *kc = qc + hsz, *vc = kc + hsz, *cc = vc + hsz;
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t t = 0; t < n; ++t) {
+      const float* r = qkv + t * 3 * H + h * dh;
+      std::memcpy(qc + (h * np + t) * dh, r, sizeof(float) * dh);
+      std::memcpy(kc + (h * np + t) * dh, r + H, sizeof(float) * dh);
+      std::memcpy(vc + (h * np + t) * dh, r + 2 * H, sizeof(float) * dh);
     }
+    const size_t pad = sizeof(float) * static_cast<size_t>((np - n) * dh);
+    std::memset(qc + (h * np + n) * dh, 0, pad);
+    std::memset(kc + (h * np + n) * dh, 0, pad);
+    std::memset(vc + (h * np + n) * dh, 0, pad);
   }
   const size_t pad = std::max(p.pad1_md.get_size(), p.pad2_md.get_size());
   uint8_t* pad_ptr = thread_scratch<uint8_t>(pad);
@@ -104,14 +109,20 @@ void AttentionMatmul::run(const float* qkv, int64_t n, int64_t heads, int64_t dh
     p.scores.execute(st, {{DNNL_ARG_SRC, q}, {DNNL_ARG_WEIGHTS, kt}, {DNNL_ARG_DST, sm},
                           {DNNL_ARG_SCRATCHPAD, memory(p.pad1_md, eng, pad_ptr)}});
     st.wait();
+    // Softmax over the n real keys of the n real queries; padded keys get probability 0
+    // (padded query rows are left as they are: their outputs are never read).
     const int64_t rows = heads * n;
 #pragma omp parallel for num_threads(threads) schedule(static) if (rows * n >= 16384)
-    for (int64_t r = 0; r < rows; ++r) kernels::softmax(s + r * n, static_cast<size_t>(n));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = s + ((r / n) * np + r % n) * np;
+      kernels::softmax(row, static_cast<size_t>(n));
+      std::fill(row + n, row + np, 0.0f);
+    }
     p.context.execute(st, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, v}, {DNNL_ARG_DST, c},
                            {DNNL_ARG_SCRATCHPAD, memory(p.pad2_md, eng, pad_ptr)}});
     st.wait();
     for (int64_t t = 0; t < n; ++t) {
-      for (int64_t h = 0; h < heads; ++h) std::memcpy(ctx + t * H + h * dh, cc + (h * n + t) * dh, sizeof(float) * dh);
+      for (int64_t h = 0; h < heads; ++h) std::memcpy(ctx + t * H + h * dh, cc + (h * np + t) * dh, sizeof(float) * dh);
     }
   } catch (const dnnl::error& e) {
     fail(Error::Kind::kUnsupported, "attention matmul for " + std::to_string(n) + " tokens: oneDNN failed: " + e.what());

@@ -15,6 +15,8 @@ class AttentionMatmul {
  public:
   // Longest sequence it is used for (16 heads x 512^2 floats = 16 MB of scores).
   static constexpr int64_t kMaxLength = 512;
+  // Lengths are padded to a multiple of this (at most kMaxLength / kBucket primitive pairs).
+  static constexpr int64_t kBucket = 32;
 
   // qkv: n rows of [Q | K | V], each heads * head_dim wide (row stride 3 * heads * head_dim);
   // ctx: n rows of heads * head_dim (row stride heads * head_dim). Threads: m3::num_threads().

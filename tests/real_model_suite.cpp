@@ -13,6 +13,8 @@
 #include <map>
 
 #include "core/model.h"
+#include "quant/quality.h"
+#include "quant/quantize.h"
 #include "tests/testing.h"
 #include "tools/convert/convert.h"
 
@@ -126,6 +128,34 @@ TEST_CASE("real bge-m3: compute_score(max_passage_length=128, weights [0.4, 0.2,
     CHECK(std::fabs(s[i].dense - dense[i]) <= 2e-3);
     CHECK(std::fabs(s[i].sparse_dense - sd[i]) <= 2e-3);
     CHECK(std::fabs(s[i].colbert_sparse_dense - csd[i]) <= 2e-3);
+  }
+}
+
+// Issue 4's accuracy targets, on the real weights: the converter's int8 and bf16 files
+// against the f32 file, on the built-in multilingual evaluation texts (as `m3embed eval`).
+TEST_CASE("real bge-m3: int8 and bf16 quality against f32") {
+  if (model()->weights_dtype() != "f32") {
+    MESSAGE("skipped: the real model given is " << model()->weights_dtype() << ", the quality check needs the f32 file");
+    return;
+  }
+  const std::vector<std::string> texts = m3::builtin_texts(false);
+  for (m3::DType dt : {m3::DType::kI8, m3::DType::kBF16}) {
+    const std::string out = m3test::scratch_dir("real") + "/bge-m3." + m3::dtype_name(dt) + ".m3";
+    if (!fs::exists(out)) {
+      m3::QuantizeOptions opt;
+      opt.dtype = dt;
+      m3::quantize_file(g_model_path, out, opt);
+    }
+    const m3::QualityReport r = m3::compare_models(*m3::Model::load(out), *model(), texts);
+    MESSAGE(m3::dtype_name(dt) << " vs f32: " << m3::to_json(r).dump());
+    if (dt == m3::DType::kI8) {
+      CHECK(r.dense_cos_min >= 0.995);
+      CHECK(r.dense_cos_mean >= 0.999);
+      CHECK(r.colbert_cos_p5 >= 0.995);
+      CHECK(r.sparse_top5_mean >= 0.95);
+    } else {
+      CHECK(r.dense_cos_min >= 0.9999);
+    }
   }
 }
 
