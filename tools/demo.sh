@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 build="${M3_BUILD_DIR:-build}"
 model="$build/demo-random-weights.m3"
-"$build/m3embed" convert tests/fixtures/tiny-bin -o "$model"
+# f32: the exact demo model (convert's default, int8, is for real models; this random 2-layer
+# model is too small and too sensitive for 8 bits to say anything about int8 quality).
+"$build/m3embed" convert tests/fixtures/tiny-bin -o "$model" --dtype f32
 "$build/m3embed" info -m "$model"
 texts=("What is BGE M3?" "Defination of BM25"
   "BGE M3 is an embedding model supporting dense retrieval, lexical matching and multi-vector interaction."
