@@ -151,6 +151,7 @@ uint64_t quantize_model(const ModelFile& src, const std::string& output, const Q
     fail_argument("smoothing \"" + opt.smooth + "\" is not one of all, ln, none");
   }
   if (!(opt.smooth_alpha >= 0.0f && opt.smooth_alpha <= 1.0f)) fail_argument("smoothing alpha must be in [0, 1]");
+  if (opt.keep_layers < 0) fail_argument("keep_layers must be >= 0, got " + std::to_string(opt.keep_layers));
   const bool int8 = opt.dtype == DType::kI8, bf16 = opt.dtype == DType::kBF16;
 
   // Smoothing factors per (layer, group): from the calibration ranges and the max |w| of each
@@ -214,7 +215,7 @@ uint64_t quantize_model(const ModelFile& src, const std::string& output, const Q
       fail_bad_model(src.name() + ": " + t.name + " is " + dtype_name(t.dtype) + ", expected f32");
     }
     if (opt.progress && matmul && t.name.find(".query.") != std::string::npos) opt.progress(layer_prefix(l));
-    if (bf16 && (matmul || t.name == kWordEmbeddings)) {
+    if ((bf16 && (matmul || t.name == kWordEmbeddings)) || (int8 && matmul && l < opt.keep_layers)) {
       to_bf16(t);
     } else if (int8 && t.name == kWordEmbeddings) {
       to_int8(t, nullptr);
@@ -245,7 +246,8 @@ uint64_t quantize_model(const ModelFile& src, const std::string& output, const Q
                          {"word_embeddings", "s8, per row"},
                          {"smoothing", opt.smooth_alpha > 0 ? opt.smooth : "none"},
                          {"smoothing_alpha", opt.smooth_alpha},
-                         {"smoothed_inputs", input_scales_written.size()}};
+                         {"smoothed_inputs", input_scales_written.size()},
+                         {"bf16_layers", opt.keep_layers}};
   } else if (bf16) {
     m["quantization"] = {{"weights", "bf16"}, {"word_embeddings", "bf16"}};
   }

@@ -46,6 +46,9 @@ struct QuantizeOptions {
   // Which matmul inputs get the migration: "all", "ln" (only the LayerNorm-fed Q|K|V and
   // intermediate inputs), "none".
   std::string smooth = "all";
+  // int8 only: the first N encoder layers keep their matmul weights in bf16 instead (errors
+  // made early are carried through every later layer; see README "Quantization").
+  int keep_layers = 0;
   std::function<void(const std::string& what)> progress;  // may be empty
 };
 

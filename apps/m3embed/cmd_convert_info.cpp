@@ -19,6 +19,7 @@ int run_convert(const ConvertArgs& args) {
   }
   opt.smooth_alpha = args.quant.smooth_alpha;
   opt.smooth = args.quant.smooth;
+  opt.keep_layers = args.quant.keep_layers;
   if (!args.quiet) opt.stage = [](const std::string& what) { std::fprintf(stderr, "convert: %s\n", what.c_str()); };
   Progress progress("convert", "MB", !args.quiet && stderr_is_terminal());
   opt.progress = [&](uint64_t done, uint64_t total) {

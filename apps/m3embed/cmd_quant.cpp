@@ -36,6 +36,7 @@ int run_quantize(const QuantizeArgs& args) {
   }
   opt.smooth_alpha = args.quant.smooth_alpha;
   opt.smooth = args.quant.smooth;
+  opt.keep_layers = args.quant.keep_layers;
   if (!args.quiet) opt.progress = [](const std::string& what) { std::fprintf(stderr, "quantize: %s\n", what.c_str()); };
   try {
     const std::vector<std::string> calibration = args.calibration.empty() ? std::vector<std::string>{}

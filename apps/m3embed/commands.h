@@ -42,6 +42,7 @@ struct QuantChoice {
   std::string dtype = "int8";
   float smooth_alpha = 0.5f;
   std::string smooth = "all";
+  int keep_layers = 0;
 };
 
 struct ConvertArgs {

@@ -25,6 +25,8 @@ void add_quant_options(CLI::App* cmd, m3cli::QuantChoice* q, const char* dtype_h
       ->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--smooth", q->smooth, "int8: matmul inputs to smooth: all (default), ln, none")
       ->check(CLI::IsMember({"all", "ln", "none"}));
+  cmd->add_option("--keep-layers", q->keep_layers, "int8: the first N layers' matmuls stay bf16 (more accurate, a bit slower)")
+      ->check(CLI::Range(0, 1 << 16));
 }
 
 }  // namespace

@@ -338,6 +338,7 @@ class Converter {
       q.dtype = opt_.dtype;
       q.smooth_alpha = opt_.smooth_alpha;
       q.smooth = opt_.smooth;
+      q.keep_layers = opt_.keep_layers;
       q.progress = opt_.stage;
       try {
         quantize_file(f32_path, opt_.output, q);

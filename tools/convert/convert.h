@@ -29,6 +29,7 @@ struct ConvertOptions {
   DType dtype = DType::kF32;
   float smooth_alpha = 0.5f;   // int8: SmoothQuant migration strength (0 = none)
   std::string smooth = "all";  // int8: which matmul inputs are smoothed: all, ln, none
+  int keep_layers = 0;         // int8: the first N layers' matmul weights stay bf16
   // Called with a stage name while quantizing (calibration, layers, writing). May be empty.
   std::function<void(const std::string&)> stage;
   // Called as tensors are converted (bytes of source tensor data), and once at the end with

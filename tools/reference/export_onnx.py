@@ -275,6 +275,28 @@ def check_inputs(vocab):
     return ids, mask, [t, n]
 
 
+def write_text_check(args, cfg, enc):
+    """check_texts.json: the texts as one padded batch, with the torch float32 CLS row of each."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import m3ref
+    tok = m3ref.XLMRTokenizer(os.path.join(args.hf_dir, "sentencepiece.bpe.model"))
+    with open(args.check_texts, encoding="utf-8") as f:
+        texts = [line.rstrip("\n") for line in f if line.strip()]
+    seqs = [tok.encode(t, min(512, cfg["max_position_embeddings"] - 2)) for t in texts]
+    t = max(len(s) for s in seqs)
+    ids = np.array([s + [1] * (t - len(s)) for s in seqs], dtype=np.int64)
+    mask = (ids != 1).astype(np.int64)
+    rows = []
+    with torch.no_grad():
+        for b0 in range(0, len(seqs), 64):
+            ref = enc(torch.from_numpy(ids[b0:b0 + 64]), torch.from_numpy(mask[b0:b0 + 64])).numpy()
+            rows += [{"batch": b0 + i, "token": 0, "values": [float(v) for v in ref[i, 0]]} for i in range(ref.shape[0])]
+    with open(os.path.join(args.out_dir, "check_texts.json"), "w") as f:
+        json.dump({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "hidden_size": cfg["hidden_size"],
+                   "rows": rows}, f)
+    print(f"wrote check_texts.json ({len(texts)} texts)", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("hf_dir")
@@ -284,6 +306,10 @@ def main():
                     help="with --int8: 7-bit weights, written as model_int8_rr.onnx (for CPUs without VNNI)")
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--skip-fp32", action="store_true", help="reuse OUT_DIR/model.onnx (for --int8)")
+    ap.add_argument("--check-texts", metavar="FILE",
+                    help="also write check_texts.json: these texts (one per line; e.g. the odd lines of "
+                         "quant/texts.txt, m3embed eval's set) tokenized, with torch float32 CLS rows, so that "
+                         "ort_bench.mjs --check reports ORT's dense cosine on real text")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     os.makedirs(args.out_dir, exist_ok=True)
@@ -323,6 +349,8 @@ def main():
             json.dump({"input_ids": ids.tolist(), "attention_mask": mask.tolist(),
                        "hidden_size": cfg["hidden_size"], "rows": rows}, f)
         print(f"wrote check.json ({len(rows)} reference rows)", flush=True)
+        if args.check_texts:
+            write_text_check(args, cfg, enc)
 
         tmp = tempfile.mkdtemp(prefix="m3onnx_", dir=args.out_dir)
         try:
