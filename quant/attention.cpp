@@ -9,7 +9,6 @@
 #include <mutex>
 #include <string>
 #include <tuple>
-#include <unordered_map>
 
 #include "core/error.h"
 #include "core/kernels.h"

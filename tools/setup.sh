@@ -3,6 +3,7 @@
 # builds the project into ./build (Release). Safe to run again: it does only what is missing.
 #   bash tools/setup.sh            # deps + build
 #   M3_BUILD_DIR=out bash tools/setup.sh
+#   bash tools/setup.sh --deps-only  # only the packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+[ "${1:-}" = "--deps-only" ] && exit 0
 build="${M3_BUILD_DIR:-build}"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
 cmake --build "$build" -j "${M3_JOBS:-2}" >&2

@@ -1,0 +1,14 @@
+// libFuzzer target: the PyTorch checkpoint reader (zip / zip64 container + pickle).
+#include <cstddef>
+#include <cstdint>
+
+#include "core/error.h"
+#include "tools/convert/checkpoint.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    for (const m3::CheckpointTensor& t : m3::parse_pytorch_zip(data, size, "fuzz.bin")) (void)t.numel();
+  } catch (const m3::Error&) {
+  }
+  return 0;
+}
