@@ -11,15 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<json> json_lines(const std::string& out) {
-  std::vector<json> v;
-  std::istringstream in(out);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) v.push_back(json::parse(line));
-  }
-  return v;
-}
+using m3test::json_lines;
 
 std::string cli() { return m3test::cli_path(); }
 std::string quote(const std::string& s) { return "'" + s + "'"; }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 
 #include <doctest/doctest.h>
 
@@ -52,6 +53,16 @@ std::string converted_fixture(const std::string& name, m3::DType dtype) {
   m3::convert_hf_folder(opt);
   done[key] = out;
   return out;
+}
+
+std::vector<nlohmann::json> json_lines(const std::string& text) {
+  std::vector<nlohmann::json> v;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) v.push_back(nlohmann::json::parse(line));
+  }
+  return v;
 }
 
 nlohmann::json read_json(const std::string& path) {

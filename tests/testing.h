@@ -21,6 +21,8 @@ std::string scratch_dir(const std::string& name);
 // Converts the Hugging Face fixture folder tests/fixtures/<name> to a .m3 file in the build
 // tree (once per process and dtype: f32, bf16 or int8 with the default smoothing) and returns its path.
 std::string converted_fixture(const std::string& name, m3::DType dtype = m3::DType::kF32);
+// The JSON objects of a JSON-lines text (empty lines skipped).
+std::vector<nlohmann::json> json_lines(const std::string& text);
 // Reads a whole file as JSON.
 nlohmann::json read_json(const std::string& path);
 // Runs a shell command; returns its exit status and captures stdout (and stderr if asked).
