@@ -511,6 +511,17 @@ TEST_CASE("safetensors: malformed headers are named") {
   expect_error([&] { parse(with_header(R"({"enc.weight":)")); }, Kind::kBadModel, {"m.safetensors", "JSON"});
   expect_error([&] { parse(with_header(std::string(100, '[') + std::string(100, ']'))); }, Kind::kBadModel, {"nested"});
   expect_error([&] { parse(with_header("[1,2]")); }, Kind::kBadModel, {"not a JSON object"});
+  // Two tensors sharing bytes.
+  expect_error([&] {
+    parse(with_header(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})"));
+  },
+               Kind::kBadModel, {"m.safetensors", "a [0, 16)", "b [8, 16)", "overlap"});
+  // Back to back is fine; zero-size tensors share any offset.
+  CHECK(parse(with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},)"
+                          R"("b":{"dtype":"F32","shape":[3],"data_offsets":[12,24]},)"
+                          R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})"))
+            .size() == 3);
   // A valid but unconvertible dtype is not an error while reading: the converter decides.
   const auto ts = parse(with_header(R"({"enc.weight":{"dtype":"F8_E4M3","shape":[24],"data_offsets":[0,24]}})"));
   REQUIRE(ts.size() == 1);

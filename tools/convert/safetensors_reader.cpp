@@ -1,6 +1,8 @@
 // safetensors: u64 LE header length N, N bytes of JSON
 // {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then the data;
-// offsets are relative to the first byte after the header.
+// offsets are relative to the first byte after the header. Tensors may not share bytes.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -68,9 +70,20 @@ class SafetensorsParser {
   std::vector<CheckpointTensor> parse() {
     const nlohmann::json header = read_header();
     std::vector<CheckpointTensor> out;
+    std::vector<Range> ranges;
     for (const auto& item : header.items()) {
       if (item.key() == "__metadata__") continue;
-      out.push_back(tensor(item.key(), item.value()));
+      out.push_back(tensor(item.key(), item.value(), &ranges));
+    }
+    // The format gives every tensor its own bytes; two that share some are a broken (or
+    // crafted) file, whatever the readers downstream would make of it.
+    std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+    for (size_t i = 1; i < ranges.size(); ++i) {
+      if (ranges[i].begin < ranges[i - 1].end) {
+        bad("tensors " + ranges[i - 1].name + " [" + std::to_string(ranges[i - 1].begin) + ", " +
+            std::to_string(ranges[i - 1].end) + ") and " + ranges[i].name + " [" + std::to_string(ranges[i].begin) +
+            ", " + std::to_string(ranges[i].end) + ") overlap");
+      }
     }
     return out;
   }
@@ -103,7 +116,12 @@ class SafetensorsParser {
     return v.get<uint64_t>();
   }
 
-  CheckpointTensor tensor(const std::string& key, const nlohmann::json& info) const {
+  struct Range {
+    uint64_t begin, end;
+    std::string name;
+  };
+
+  CheckpointTensor tensor(const std::string& key, const nlohmann::json& info, std::vector<Range>* ranges) const {
     if (!info.is_object()) bad("tensor " + key + ": header entry is not an object");
     auto dtype = info.find("dtype"), shape = info.find("shape"), offsets = info.find("data_offsets");
     if (dtype == info.end() || !dtype->is_string()) bad("tensor " + key + ": missing or non-string \"dtype\"");
@@ -131,6 +149,7 @@ class SafetensorsParser {
           std::to_string(end - begin) + " bytes, but " + t.source_dtype + " " + shape_str(t.shape) + " needs " +
           std::to_string(numel * type->element_size));
     }
+    if (end > begin) ranges->push_back({begin, end, key});
     t.supported = type && type->supported;
     if (t.supported) {
       t.dtype = type->dtype;
