@@ -49,7 +49,69 @@ m3::Error::Kind error_kind(const std::vector<uint8_t>& bytes) {
   return m3::Error::Kind::kIo;
 }
 
+// The sample file with its metadata JSON replaced by `meta` (header fields recomputed, the
+// tensor data copied over unchanged).
+std::vector<uint8_t> with_metadata(const std::vector<uint8_t>& good, const std::string& meta) {
+  uint64_t old_offset = 0;
+  std::memcpy(&old_offset, good.data() + 24, 8);
+  const uint64_t offset = (64 + meta.size() + 63) / 64 * 64, data = good.size() - old_offset;
+  std::vector<uint8_t> out(good.begin(), good.begin() + 64);
+  const uint64_t fields[] = {meta.size(), offset, data, offset + data};
+  std::memcpy(out.data() + 16, fields, sizeof fields);
+  out.insert(out.end(), meta.begin(), meta.end());
+  out.resize(offset, 0);
+  out.insert(out.end(), good.begin() + static_cast<std::ptrdiff_t>(old_offset), good.end());
+  return out;
+}
+
+std::string error_message(const std::vector<uint8_t>& bytes) {
+  try {
+    m3::ModelFile::from_memory(bytes.data(), bytes.size(), "damaged.m3");
+  } catch (const m3::Error& e) {
+    CHECK(e.kind() == m3::Error::Kind::kBadModel);
+    return e.what();
+  }
+  FAIL("the damaged metadata was accepted");
+  return "";
+}
+
 }  // namespace
+
+TEST_CASE("model file: lying metadata (dims, offsets, sizes, types, JSON) is refused, naming the tensor") {
+  const std::vector<uint8_t> good = read_bytes(write_sample("lies"));
+  uint64_t meta_size = 0;
+  std::memcpy(&meta_size, good.data() + 16, 8);
+  const nlohmann::json meta = nlohmann::json::parse(good.begin() + 64, good.begin() + 64 + meta_size);
+  REQUIRE(with_metadata(good, meta.dump()) == good);  // the helper itself changes nothing
+  auto lie = [&](const std::string& tensor, const char* key, const nlohmann::json& value) {
+    nlohmann::json m = meta;
+    for (auto& t : m["tensors"]) {
+      if (t["name"] == tensor) t[key] = value;
+    }
+    return error_message(with_metadata(good, m.dump()));
+  };
+  auto has = [](const std::string& msg, const std::string& part) {
+    INFO(msg);
+    CHECK(msg.find(part) != std::string::npos);
+  };
+  has(lie("w", "shape", {int64_t{1} << 40, int64_t{1} << 40}), "tensor w");       // overflowing element count
+  has(lie("w", "shape", {-2, -3}), "tensor w");                                    // negative dims
+  has(lie("w", "shape", std::vector<int64_t>(40, 1)), "tensor w");                 // absurd rank
+  has(lie("w", "shape", {2, 4}), "tensor w");                                      // size mismatch
+  has(lie("w", "offset", uint64_t{1} << 62), "tensor w");                          // beyond the data
+  has(lie("w", "offset", 3), "tensor w");                                          // misaligned
+  has(lie("blob", "nbytes", uint64_t{1} << 63), "tensor blob");                    // huge size
+  has(lie("codes", "dtype", "q4_k"), "codes");                                      // unknown type
+  has(lie("codes", "dtype", 7), "tensor table entry 2");                            // not a string
+  has(error_message(with_metadata(good, "{\"format\": \"m3embed\"")), "damaged.m3");  // not JSON
+  has(error_message(with_metadata(good, "[1, 2, 3]")), "damaged.m3");              // not an object
+  nlohmann::json no_table = meta;
+  no_table.erase("tensors");
+  has(error_message(with_metadata(good, no_table.dump())), "tensors");
+  nlohmann::json twice = meta;
+  twice["tensors"].push_back(meta["tensors"][0]);
+  has(error_message(with_metadata(good, twice.dump())), "w");                       // a name twice
+}
 
 TEST_CASE("model file: written tensors read back exactly, 64-byte aligned, with metadata") {
   const std::string path = write_sample("roundtrip");
