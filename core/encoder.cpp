@@ -357,8 +357,20 @@ Encoder::Encoder(std::shared_ptr<const ModelFile> file, const ModelConfig& confi
   m.head_dim = config_.head_dim();
   m.eps = static_cast<float>(config_.layer_norm_eps);
   const ModelFile& f = *file_;
+  // Every f32 tensor the encoder reads (LayerNorms, biases, scales, positions: ~10 M values
+  // for BGE-M3, a few ms) is checked for NaN/Inf at load; the big matmul weights are not
+  // scanned (the converter refuses non-finite checkpoints).
   auto tensor = [&f](const std::string& name, const std::vector<int64_t>& shape) {
-    return f.get(name, DType::kF32, shape).as<float>();
+    const TensorView& t = f.get(name, DType::kF32, shape);
+    const float* v = t.as<float>();
+    const int64_t n = t.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      if (!std::isfinite(v[i])) {
+        fail_bad_model(f.name() + ": tensor " + name + " element " + std::to_string(i) + " is " +
+                       (std::isnan(v[i]) ? "NaN" : "infinite"));
+      }
+    }
+    return v;
   };
   const std::string word_name = "embeddings.word_embeddings.weight";
   const TensorView* word = f.find(word_name);

@@ -2,12 +2,14 @@
 // file gets past the reader or crashes it.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <vector>
 
 #include "core/error.h"
+#include "core/model.h"
 #include "core/model_file.h"
 #include "tests/testing.h"
 
@@ -245,5 +247,33 @@ TEST_CASE("model file: a write that cannot happen is an I/O error and leaves not
   } catch (const m3::Error& e) {
     CHECK(e.kind() == m3::Error::Kind::kIo);
     CHECK(std::string(e.what()).find("/nonexistent-dir/x.m3") != std::string::npos);
+  }
+}
+
+TEST_CASE("model file: NaN or Inf in a LayerNorm, bias or scale is refused at load, naming the tensor") {
+  const std::string path = m3test::converted_fixture("tiny-dense");
+  const std::vector<uint8_t> good = read_bytes(path);
+  const auto file = m3::ModelFile::open(path);
+  for (const char* name : {"embeddings.LayerNorm.bias", "encoder.layer.0.output.dense.bias"}) {
+    for (float bad : {NAN, INFINITY}) {
+      CAPTURE(name);
+      uint64_t data_offset = 0, offset = 0;
+      std::memcpy(&data_offset, good.data() + 24, 8);
+      for (const auto& t : file->metadata()["tensors"]) {
+        if (t["name"] == name) offset = t["offset"].get<uint64_t>();
+      }
+      REQUIRE(offset > 0);
+      const size_t at = static_cast<size_t>(data_offset + offset);
+      std::vector<uint8_t> damaged = good;
+      std::memcpy(damaged.data() + at + 4, &bad, 4);  // element 1
+      try {
+        m3::Model::from_file(m3::ModelFile::from_memory(damaged.data(), damaged.size(), "nan.m3"));
+        FAIL("accepted");
+      } catch (const m3::Error& e) {
+        CHECK(e.kind() == m3::Error::Kind::kBadModel);
+        CHECK(std::string(e.what()).find(name) != std::string::npos);
+        CHECK(std::string(e.what()).find("element 1") != std::string::npos);
+      }
+    }
   }
 }
