@@ -140,7 +140,16 @@ void ModelFile::parse() {
     fail_bad_model(n + ": metadata is not valid JSON: " + e.what());
   }
   if (!metadata_.is_object()) fail_bad_model(n + ": metadata is not a JSON object");
-  if (metadata_.value("format", std::string()) != "m3embed") fail_bad_model(n + ": metadata \"format\" is not \"m3embed\"");
+  // Keys that readers use as strings must be strings (nlohmann's value() throws its own
+  // exception type otherwise; found by fuzz_model_file).
+  for (const char* key : {"format", "architecture", "weights_dtype"}) {
+    const auto it = metadata_.find(key);
+    if (it != metadata_.end() && !it->is_string()) {
+      fail_bad_model(n + ": metadata \"" + key + "\" is " + it->type_name() + ", not a string");
+    }
+  }
+  const auto format = metadata_.find("format");
+  if (format == metadata_.end() || *format != "m3embed") fail_bad_model(n + ": metadata \"format\" is not \"m3embed\"");
   const auto tensors = metadata_.find("tensors");
   if (tensors == metadata_.end() || !tensors->is_array()) fail_bad_model(n + ": metadata has no \"tensors\" array");
 

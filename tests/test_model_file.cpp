@@ -110,6 +110,11 @@ TEST_CASE("model file: lying metadata (dims, offsets, sizes, types, JSON) is ref
   nlohmann::json no_table = meta;
   no_table.erase("tensors");
   has(error_message(with_metadata(good, no_table.dump())), "tensors");
+  for (const char* key : {"format", "architecture", "weights_dtype"}) {  // found by fuzz_model_file
+    nlohmann::json wrong = meta;
+    wrong[key] = nlohmann::json::array({1, 2});
+    has(error_message(with_metadata(good, wrong.dump())), key);
+  }
   nlohmann::json twice = meta;
   twice["tensors"].push_back(meta["tensors"][0]);
   has(error_message(with_metadata(good, twice.dump())), "w");                       // a name twice

@@ -4,6 +4,10 @@
 # corpus (tests/fuzz/corpus/<target>/; new inputs it finds go to build-fuzz/corpus/<target>/).
 #   bash tools/fuzz.sh                 # every target, 60 s each
 #   M3_FUZZ_SECONDS=600 bash tools/fuzz.sh fuzz_pytorch fuzz_safetensors
+#   M3_FUZZ_FIXED=1 bash tools/fuzz.sh # what tools/test.sh (CI) runs: a fixed random seed and a
+#                                      # fixed number of inputs per target, from the seeds alone,
+#                                      # so that a given commit always fuzzes the same inputs
+#                                      # (about 15 s per target)
 # A crash stops that target, prints the sanitizer report and leaves the input as
 # build-fuzz/crash-*; the script then exits 1. Reproduce: build-fuzz/fuzz_X build-fuzz/crash-...
 # Targets: fuzz_model_file (.m3 reader), fuzz_pytorch (zip + pickle), fuzz_safetensors,
@@ -30,15 +34,25 @@ targets=("$@")
 ((${#targets[@]})) || targets=(fuzz_model_file fuzz_pytorch fuzz_safetensors fuzz_tokenizer fuzz_config)
 cmake --build "$build" -j "${M3_JOBS:-2}" --target "${targets[@]}" >&2
 status=0
+# Inputs per target in M3_FUZZ_FIXED mode (the tokenizer runs ~1,000 inputs/s, the rest ~25,000).
+fixed_runs() { case "$1" in fuzz_tokenizer) echo 15000 ;; *) echo 300000 ;; esac; }
 for t in "${targets[@]}"; do
-  corpus="$build/corpus/$t"
+  if [ "${M3_FUZZ_FIXED:-0}" = 1 ]; then
+    corpus="$build/fixed-corpus/$t"
+    rm -rf "$corpus"
+    limit=(-seed=1 -runs="$(fixed_runs "$t")")
+    echo "== $t: ${limit[*]}"
+  else
+    corpus="$build/corpus/$t"
+    limit=(-max_total_time="$seconds")
+    echo "== $t: ${seconds} s"
+  fi
   mkdir -p "$corpus"
   cp -n tests/fuzz/corpus/"${t#fuzz_}"/* "$corpus"/ 2>/dev/null || true
-  echo "== $t: ${seconds} s"
   log="$build/$t.log"
   rc=0
-  (cd "$build" && UBSAN_OPTIONS=print_stacktrace=1 ./"$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
-     -max_len=65536 -print_final_stats=1 "corpus/$t" >"$t.log" 2>&1) || rc=$?
+  (cd "$build" && UBSAN_OPTIONS=print_stacktrace=1 ./"$t" "${limit[@]}" -timeout=10 -rss_limit_mb=4096 \
+     -max_len=65536 -print_final_stats=1 "${corpus#"$build"/}" >"$t.log" 2>&1) || rc=$?
   grep -E "^Done|stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb" "$log" || true
   if ((rc != 0)); then
     echo "$t FAILED (exit $rc): the end of $log:"
