@@ -372,10 +372,14 @@ Encoder::Encoder(std::shared_ptr<const ModelFile> file, const ModelConfig& confi
     }
     return v;
   };
+  // The type a quantizable tensor is stored in: i8 or bf16 as the file says, else f32 (and
+  // get() then names any other type as wrong).
+  auto stored_type = [&f](const std::string& name) {
+    const TensorView* t = f.find(name);
+    return t && (t->dtype == DType::kI8 || t->dtype == DType::kBF16) ? t->dtype : DType::kF32;
+  };
   const std::string word_name = "embeddings.word_embeddings.weight";
-  const TensorView* word = f.find(word_name);
-  m.word_dtype = word ? word->dtype : DType::kF32;
-  if (m.word_dtype != DType::kI8 && m.word_dtype != DType::kBF16) m.word_dtype = DType::kF32;
+  m.word_dtype = stored_type(word_name);
   m.word = f.get(word_name, m.word_dtype, {config_.vocab_size, H}).data;
   if (m.word_dtype == DType::kI8) m.word_scale = tensor(word_name + "_scale", {config_.vocab_size});
   m.position = tensor("embeddings.position_embeddings.weight", {config_.max_position_embeddings, H});
@@ -390,9 +394,8 @@ Encoder::Encoder(std::shared_ptr<const ModelFile> file, const ModelConfig& confi
     // A linear layer's weights in whatever type the file stores them (see LinearWeights).
     auto linear = [&](const std::string& prefix, int64_t out, int64_t in) {
       const std::string name = layer_tensor(l, (prefix + ".weight").c_str());
-      const TensorView* t = f.find(name);
       LinearWeights lw;
-      lw.dtype = t && (t->dtype == DType::kI8 || t->dtype == DType::kBF16) ? t->dtype : DType::kF32;
+      lw.dtype = stored_type(name);
       lw.weight = f.get(name, lw.dtype, {out, in}).data;
       lw.bias = w(prefix + ".bias", {out});
       lw.out_features = out;

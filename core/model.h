@@ -69,6 +69,8 @@ class Model {
   // Longest input in tokens (including <s> and </s>).
   int64_t max_length() const { return config_.max_tokens(); }
   std::string weights_dtype() const;
+  // The encoder itself (for calibration: Encoder::forward with a matmul-input observer).
+  const Encoder& encoder() const { return *encoder_; }
 
   // Encodes texts; results in input order. Throws Error(kInvalidArgument) when a head is
   // requested that the model does not have.

@@ -113,17 +113,18 @@ struct Linear::Impl {
   std::mutex mu;
   std::unordered_map<int64_t, Cached> cache;  // key: rows * 4096 + threads
 
+  // oneDNN's type for the matmul inputs, activations and weights alike.
   DataType src_type() const {
     return dtype == DType::kI8 ? DataType::s8 : dtype == DType::kBF16 ? DataType::bf16 : DataType::f32;
   }
-  DataType wei_type() const { return src_type(); }
+  // int8 adds the bias after the row scales (dequantize_rows); f32 and bf16 fuse it.
+  bool fused_bias() const { return bias && dtype != DType::kI8; }
 
   dnnl::matmul::primitive_desc make_pd(memory::dim rows, const memory::desc& wmd) const {
     const memory::desc src({rows, in}, src_type(), Tag::ab);
     const memory::desc dst({rows, out}, DataType::f32, Tag::ab);
-    const bool fused_bias = bias && dtype != DType::kI8;
-    const dnnl::matmul::desc desc = fused_bias ? dnnl::matmul::desc(src, wmd, bias_md, dst)
-                                               : dnnl::matmul::desc(src, wmd, dst);
+    const dnnl::matmul::desc desc = fused_bias() ? dnnl::matmul::desc(src, wmd, bias_md, dst)
+                                                 : dnnl::matmul::desc(src, wmd, dst);
     return dnnl::matmul::primitive_desc(desc, attr, cpu_engine());
   }
 
@@ -140,8 +141,8 @@ struct Linear::Impl {
       attr.set_post_ops(ops);
     }
     if (bias) bias_md = memory::desc({1, out}, DataType::f32, Tag::ab);
-    const memory::desc plain({in, out}, wei_type(), Tag::ba);  // W^T viewed from [out, in]
-    const dnnl::matmul::primitive_desc probe = make_pd(kProbeRows, memory::desc({in, out}, wei_type(), Tag::any));
+    const memory::desc plain({in, out}, src_type(), Tag::ba);  // W^T viewed from [out, in]
+    const dnnl::matmul::primitive_desc probe = make_pd(kProbeRows, memory::desc({in, out}, src_type(), Tag::any));
     implementation = probe.impl_info_str();
     weights_md = probe.weights_desc();
     if (weights_md == plain && dtype == DType::kF32) {
@@ -188,7 +189,7 @@ struct Linear::Impl {
     memory pad(c.scratchpad_md, eng, thread_scratch<uint8_t>(c.scratchpad_md.get_size()));
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
-    if (bias && dtype != DType::kI8) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, const_cast<float*>(bias)));
+    if (fused_bias()) args.emplace(DNNL_ARG_BIAS, memory(bias_md, eng, const_cast<float*>(bias)));
     dnnl::stream& s = thread_stream();
     c.primitive.execute(s, args);
     s.wait();
@@ -229,8 +230,6 @@ struct Linear::Impl {
 };
 
 namespace {
-
-size_t weight_bytes(DType t) { return t == DType::kF32 ? 4 : t == DType::kBF16 ? 2 : 1; }
 
 void check_weights(const LinearWeights& w, int64_t in, const char* what) {
   if (!w.weight || w.out_features < 1 || in < 1) {
@@ -304,7 +303,7 @@ Linear Linear::stacked(const std::vector<LinearWeights>& parts, int64_t in_featu
   // bf16 without a fast bf16 matmul on this CPU: widen to f32 once.
   const bool widen = dtype == DType::kBF16 && !bf16_matmul_preferred();
   if (widen) impl->dtype = DType::kF32;
-  const size_t in_bytes = weight_bytes(dtype), run_bytes = weight_bytes(impl->dtype);
+  const size_t in_bytes = dtype_size(dtype), run_bytes = dtype_size(impl->dtype);
   const void* rows_ptr = parts[0].weight;
   hwy::AlignedFreeUniquePtr<uint8_t[]> rows;
   std::vector<float> weight_scale;

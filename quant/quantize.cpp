@@ -11,8 +11,8 @@
 
 #include "core/encoder.h"
 #include "core/error.h"
+#include "core/model.h"
 #include "quant/qkernels.h"
-#include "tokenizer/tokenizer.h"
 
 namespace m3 {
 
@@ -57,20 +57,9 @@ bool smooth_group(const QuantizeOptions& o, const std::string& group) {
 
 void quantize_weights_s8(const float* w, int64_t rows, int64_t cols, const float* col_factor, int8_t* q,
                          float* scale) {
-  std::vector<float> t(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* wr = w + r * cols;
-    float amax = 0.0f;
-    for (int64_t c = 0; c < cols; ++c) {
-      t[c] = col_factor ? wr[c] * col_factor[c] : wr[c];
-      amax = std::max(amax, std::fabs(t[c]));
-    }
-    scale[r] = amax / 127.0f;
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int64_t c = 0; c < cols; ++c) {
-      q[r * cols + c] = static_cast<int8_t>(std::nearbyint(std::min(127.0f, std::max(-127.0f, t[c] * inv))));
-    }
-  }
+  // The same arithmetic as a row of activations (quant/qkernels.h), with the column factors as
+  // the multipliers.
+  qkernels::quantize_rows_s8(w, col_factor, static_cast<size_t>(rows), static_cast<size_t>(cols), q, scale);
 }
 
 std::vector<float> smoothing_factors(const std::vector<float>& act_absmax, const std::vector<float>& weight_absmax,
@@ -100,14 +89,9 @@ std::vector<std::string> builtin_texts(bool calibration) {
 
 ActivationRanges calibrate_activations(std::shared_ptr<const ModelFile> src, const std::vector<std::string>& texts,
                                        int64_t max_tokens) {
-  const nlohmann::json& meta = src->metadata();
-  if (!meta.contains("config")) fail_bad_model(src->name() + ": metadata has no \"config\"");
-  const ModelConfig config = ModelConfig::from_json(meta["config"], src->name() + " (config)");
-  const TensorView* tok = src->find("tokenizer.sentencepiece");
-  if (!tok) fail_bad_model(src->name() + ": no tokenizer.sentencepiece tensor");
-  const Tokenizer tokenizer = Tokenizer::from_bytes(tok->data, tok->nbytes, src->name());
-  const Encoder encoder(src, config);
-  const size_t max_len = static_cast<size_t>(std::min<int64_t>(max_tokens, config.max_tokens()));
+  const std::shared_ptr<const Model> model = Model::from_file(std::move(src));
+  const ModelConfig& config = model->config();
+  const size_t max_len = static_cast<size_t>(std::min<int64_t>(max_tokens, model->max_length()));
 
   ActivationRanges ranges;
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
@@ -128,9 +112,9 @@ ActivationRanges calibrate_activations(std::shared_ptr<const ModelFile> src, con
   std::vector<float> hidden;
   const int32_t first_position = static_cast<int32_t>(config.pad_token_id + 1);
   for (size_t i = 0; i < texts.size(); ++i) {
-    batch.add(tokenizer.encode(texts[i], max_len), first_position);
+    batch.add(model->tokenizer().encode(texts[i], max_len), first_position);
     if (batch.num_tokens() >= 2048 || i + 1 == texts.size()) {
-      encoder.forward(batch, &hidden, &observer);
+      model->encoder().forward(batch, &hidden, &observer);
       batch = PackedBatch();
     }
   }

@@ -13,14 +13,14 @@ int run_convert(const ConvertArgs& args) {
   m3::ConvertOptions opt;
   opt.hf_dir = args.hf_dir;
   opt.output = args.output;
-  if (!parse_weights_dtype(args.quant.dtype, &opt.dtype)) {
+  if (!to_quantize_options(args.quant, &opt.quantize)) {
     print_error("convert: unknown --dtype \"" + args.quant.dtype + "\" (choose int8, bf16 or f32)");
     return kExitInput;
   }
-  opt.smooth_alpha = args.quant.smooth_alpha;
-  opt.smooth = args.quant.smooth;
-  opt.keep_layers = args.quant.keep_layers;
-  if (!args.quiet) opt.stage = [](const std::string& what) { std::fprintf(stderr, "convert: %s\n", what.c_str()); };
+  opt.dtype = opt.quantize.dtype;
+  if (!args.quiet) {
+    opt.quantize.progress = [](const std::string& what) { std::fprintf(stderr, "convert: %s\n", what.c_str()); };
+  }
   Progress progress("convert", "MB", !args.quiet && stderr_is_terminal());
   opt.progress = [&](uint64_t done, uint64_t total) {
     progress.set_total(static_cast<double>(total) / 1e6);

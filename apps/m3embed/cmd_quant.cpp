@@ -30,13 +30,10 @@ int exit_code(const m3::Error& e) {
 
 int run_quantize(const QuantizeArgs& args) {
   m3::QuantizeOptions opt;
-  if (!parse_weights_dtype(args.quant.dtype, &opt.dtype) || opt.dtype == m3::DType::kF32) {
+  if (!to_quantize_options(args.quant, &opt) || opt.dtype == m3::DType::kF32) {
     print_error("quantize: unknown --dtype \"" + args.quant.dtype + "\" (choose int8 or bf16)");
     return kExitInput;
   }
-  opt.smooth_alpha = args.quant.smooth_alpha;
-  opt.smooth = args.quant.smooth;
-  opt.keep_layers = args.quant.keep_layers;
   if (!args.quiet) opt.progress = [](const std::string& what) { std::fprintf(stderr, "quantize: %s\n", what.c_str()); };
   try {
     const std::vector<std::string> calibration = args.calibration.empty() ? std::vector<std::string>{}

@@ -19,16 +19,20 @@ std::shared_ptr<const m3::Model> load_model(const CommonOptions& common) {
   }
 }
 
-bool parse_weights_dtype(const std::string& name, m3::DType* out) {
+bool to_quantize_options(const QuantChoice& choice, m3::QuantizeOptions* out) {
+  const std::string& name = choice.dtype;
   if (name == "int8" || name == "i8") {
-    *out = m3::DType::kI8;
+    out->dtype = m3::DType::kI8;
   } else if (name == "bf16") {
-    *out = m3::DType::kBF16;
+    out->dtype = m3::DType::kBF16;
   } else if (name == "f32") {
-    *out = m3::DType::kF32;
+    out->dtype = m3::DType::kF32;
   } else {
     return false;
   }
+  out->smooth_alpha = choice.smooth_alpha;
+  out->smooth = choice.smooth;
+  out->keep_layers = choice.keep_layers;
   return true;
 }
 

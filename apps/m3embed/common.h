@@ -5,6 +5,7 @@
 
 #include "apps/m3embed/commands.h"
 #include "core/dtype.h"
+#include "quant/quantize.h"
 #include "core/model.h"
 
 namespace m3cli {
@@ -14,7 +15,8 @@ void print_error(const std::string& message);
 // Sets threads and loads the model; on failure prints why and returns nullptr
 // (the caller exits with kExitModel).
 std::shared_ptr<const m3::Model> load_model(const CommonOptions& common);
-// "int8" (or "i8"), "bf16", "f32" -> DType; false otherwise.
-bool parse_weights_dtype(const std::string& name, m3::DType* out);
+// --dtype ("int8" or "i8", "bf16", "f32") and the int8 knobs of convert / quantize into
+// QuantizeOptions; false for an unknown --dtype.
+bool to_quantize_options(const QuantChoice& choice, m3::QuantizeOptions* out);
 
 }  // namespace m3cli

@@ -14,7 +14,6 @@
 
 #include "core/error.h"
 #include "core/model_file.h"
-#include "quant/quantize.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/convert/checkpoint.h"
 
@@ -334,12 +333,8 @@ class Converter {
       write_model_file(f32_path, metadata(), tensors_);
       owned_.clear();
       weights_ = colbert_ = sparse_ = Checkpoint();
-      QuantizeOptions q;
+      QuantizeOptions q = opt_.quantize;
       q.dtype = opt_.dtype;
-      q.smooth_alpha = opt_.smooth_alpha;
-      q.smooth = opt_.smooth;
-      q.keep_layers = opt_.keep_layers;
-      q.progress = opt_.stage;
       try {
         quantize_file(f32_path, opt_.output, q);
       } catch (...) {

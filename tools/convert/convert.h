@@ -18,6 +18,7 @@
 
 #include "core/config.h"
 #include "core/dtype.h"
+#include "quant/quantize.h"
 
 namespace m3 {
 
@@ -27,11 +28,9 @@ struct ConvertOptions {
   // Weights of the .m3: kF32, kBF16 or kI8 (see quant/quantize.h; int8 and bf16 files are
   // made by writing the f32 file first, next to the output, then quantizing it).
   DType dtype = DType::kF32;
-  float smooth_alpha = 0.5f;   // int8: SmoothQuant migration strength (0 = none)
-  std::string smooth = "all";  // int8: which matmul inputs are smoothed: all, ln, none
-  int keep_layers = 0;         // int8: the first N layers' matmul weights stay bf16
-  // Called with a stage name while quantizing (calibration, layers, writing). May be empty.
-  std::function<void(const std::string&)> stage;
+  // How int8 / bf16 files are made (smoothing, keep_layers, the stage reports of its progress
+  // callback); its own dtype is ignored: `dtype` above decides.
+  QuantizeOptions quantize;
   // Called as tensors are converted (bytes of source tensor data), and once at the end with
   // done == total. May be empty.
   std::function<void(uint64_t done_bytes, uint64_t total_bytes)> progress;
