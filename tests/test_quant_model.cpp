@@ -37,11 +37,11 @@ TEST_CASE("int8 on the outlier model stays within its measured accuracy (built-i
   const m3::QualityReport r = m3::compare_models(*int8, *f32, texts);
   MESSAGE("int8 vs f32: " << m3::to_json(r).dump()
                             << " (issue targets: dense min 0.995, mean 0.999, colbert p5 0.995, top-5 0.95)");
-  CHECK(r.dense_cos_min >= 0.985);    // measured 0.9897
+  CHECK(r.dense_cos_min >= 0.985);    // measured 0.9901
   CHECK(r.dense_cos_mean >= 0.995);   // measured 0.9964
   CHECK(r.colbert_cos_p5 >= 0.992);   // measured 0.9944
-  CHECK(r.sparse_top5_mean >= 0.92);  // measured 0.937
-  CHECK(r.score_combined_max_delta <= 0.04);  // measured 0.025
+  CHECK(r.sparse_top5_mean >= 0.92);  // measured 0.940
+  CHECK(r.score_combined_max_delta <= 0.04);  // measured 0.024
 }
 
 TEST_CASE("bf16 on the outlier model stays within its measured accuracy") {
