@@ -62,9 +62,11 @@ struct AttentionTask {
 };
 
 // Attention work of one forward pass: short sequences go whole to AttentionMatmul (batched
-// oneDNN matmuls over the heads), long ones are split into streaming-kernel tasks.
+// oneDNN matmuls over the heads), long ones to LongAttention (blocks with an online softmax);
+// with M3_ATTENTION=streaming every sequence is split into streaming-kernel tasks instead.
 struct AttentionPlan {
   std::vector<std::pair<int64_t, int64_t>> whole;  // (first token, length), one sequence each
+  std::vector<std::pair<int64_t, int64_t>> long_;  // likewise, sequences over AttentionMatmul::kMaxLength
   std::vector<AttentionTask> tasks;
 };
 
@@ -82,8 +84,8 @@ AttentionPlan plan_attention(const std::vector<int64_t>& offsets, int64_t heads)
   std::vector<AttentionTask>& tasks = plan.tasks;
   for (size_t s = 0; s + 1 < offsets.size(); ++s) {
     const int64_t first = offsets[s], n = offsets[s + 1] - offsets[s];
-    if (n <= AttentionMatmul::kMaxLength && !streaming_only()) {
-      plan.whole.push_back({first, n});
+    if (!streaming_only()) {
+      (n <= AttentionMatmul::kMaxLength ? plan.whole : plan.long_).push_back({first, n});
       continue;
     }
     for (int64_t q0 = 0; q0 < n; q0 += kQueryBlock) {
@@ -189,6 +191,8 @@ struct Encoder::Impl {
   const float* token_type = nullptr;  // [type_vocab_size, H]; every token has type 0
   LayerNormWeights embed_ln;
   std::vector<EncoderLayer> layers;
+  // Sequences over AttentionMatmul::kMaxLength: int8 blocks for int8 models, f32 otherwise.
+  LongAttention::Precision long_attention = LongAttention::Precision::kF32;
 
   // Per-call scratch.
   struct Activations {
@@ -283,6 +287,10 @@ void Encoder::Impl::self_attention(const float* qkv, const AttentionPlan& plan, 
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
   for (const auto& [first, len] : plan.whole) {
     AttentionMatmul::run(qkv + first * stride, len, c.num_attention_heads, head_dim, scale, ctx + first * H);
+  }
+  for (const auto& [first, len] : plan.long_) {
+    LongAttention::run(qkv + first * stride, len, c.num_attention_heads, head_dim, scale, ctx + first * H,
+                       long_attention);
   }
   const int64_t n = static_cast<int64_t>(plan.tasks.size());
   if (n == 0) return;
@@ -431,6 +439,9 @@ Encoder::Encoder(std::shared_ptr<const ModelFile> file, const ModelConfig& confi
     release(layer.ffn_in, fi, H);
     release(layer.ffn_out, fo, I);
     m.layers.push_back(std::move(layer));
+  }
+  if (!m.layers.empty() && m.layers.back().qkv.compute_dtype() == DType::kI8) {
+    m.long_attention = LongAttention::Precision::kInt8;
   }
 }
 

@@ -24,4 +24,32 @@ class AttentionMatmul {
   static void run(const float* qkv, int64_t n, int64_t heads, int64_t head_dim, float scale, float* ctx);
 };
 
+// Attention of one long sequence, all heads, in blocks with an online softmax: never more
+// than one kQueryBlock x kKeyBlock score block per thread, so extra memory is O(n x hidden)
+// (the quantized or head-major copies of Q, K and V) instead of O(heads x n x n).
+//
+// Per task (head h, block of kQueryBlock queries), for every block of kKeyBlock keys:
+//   S = Q_b K_b^T (oneDNN matmul)  ->  block softmax (qkernels: block max m_b, P = 2^(S - m_b),
+//   row sums l_b)  ->  C = P V_b (oneDNN)  ->  merge into the running (m, l, O) per row.
+// Finally ctx = O / l. Scores are in log2 units (scale * log2(e) is folded into Q's scale).
+//
+// Precision::kInt8 (used for int8 models): Q and K are quantized to s8 per (token, head) row,
+// K after subtracting its mean over the sequence (per channel; this shifts every score of a
+// row by the same amount, which softmax ignores, and removes the common offset that trained
+// encoders' keys carry); P is u8 (round(255 * 2^(s - m_b)), per key block, so every block
+// has its own range) and V s8 with one scale per (key block, channel); both matmuls are
+// s8/u8 x s8 -> s32 on VNNI. Precision::kF32: the same blocks in f32 (f32 and bf16 models).
+class LongAttention {
+ public:
+  enum class Precision { kF32, kInt8 };
+  static constexpr int64_t kQueryBlock = 256;
+  static constexpr int64_t kKeyBlock = 512;
+
+  // qkv, ctx: as AttentionMatmul::run. Any n >= 1. Threads: m3::num_threads(), one task
+  // (head, query block) per thread at a time. Throws Error(kUnsupported) if oneDNN cannot
+  // build the matmuls.
+  static void run(const float* qkv, int64_t n, int64_t heads, int64_t head_dim, float scale, float* ctx,
+                  Precision precision);
+};
+
 }  // namespace m3
