@@ -17,6 +17,21 @@ own: a batch of one, no padding.
 
     /usr/bin/python3 tools/reference/m3ref.py tests/fixtures/tiny-bin "What is BGE M3?"
 
+Long inputs (encode_long): besides the ordinary truncation, two optional mechanisms.
+- MCLS (multiple CLS, BGE-M3 paper appendix B.2), interval N > 0: the content ids (the pieces
+  of the text, without <s>/</s>) are framed as [<s>] c[0:N] [<s>] c[N:2N] ... [</s>]: one <s>
+  before every group of N content tokens, none when no content token follows (mcls_frame).
+  Truncation keeps the longest content prefix m with m + max(1, ceil(m/N)) + 1 <= max_length.
+  Inserted <s> are ordinary tokens with ordinary positions (2, 3, 4, ... over the whole
+  sequence). Dense = normalise(mean of the last hidden states at every position whose id is
+  <s>), without normalising each one first; sparse as usual (<s> is skipped anyway); ColBERT as
+  usual minus the rows of the inserted <s>.
+- Windows (long="window"): the content is cut into windows of L content tokens, L the most
+  that fits max_length after framing, starting at 0, S, 2S, ... (stride S = L - overlap) up to
+  the first window that reaches the end; each window is framed as above (windows). Dense =
+  normalise(mean of the windows' dense vectors); sparse = per token id the max over windows;
+  ColBERT = the windows' rows concatenated in window order. One window = the truncate output.
+
 Literal special tokens: the exact strings "<s>", "</s>", "<pad>", "<unk>", "<mask>" inside a
 text are read as those special ids (like the Hugging Face fast tokenizer). The text is scanned
 left to right; at each position the longest special string that matches is taken; the text
@@ -100,6 +115,70 @@ class XLMRTokenizer:
             return names[i]
         s = self.sp.id_to_piece(i - 1).replace(SPACE, " ")
         return s[1:] if s.startswith(" ") else s
+
+
+# --------------------------------------------------------------------------------------------
+# Long inputs: MCLS framing and sliding windows (pure functions on content ids)
+# --------------------------------------------------------------------------------------------
+def framed_length(m, interval):
+    """Length of m content tokens after framing: a leading <s>, with MCLS (interval N > 0) one
+    <s> per group of N content tokens (at least one), and </s>."""
+    if interval == 0:
+        return m + 2
+    return m + max(1, -(-m // interval)) + 1
+
+
+def content_capacity(max_length, interval):
+    """The most content tokens whose framed sequence fits max_length."""
+    if max_length < 2:
+        raise ValueError("max_length must be at least 2")
+    if interval < 0:
+        raise ValueError("MCLS interval must be >= 0")
+    m = max_length - 2
+    while m > 0 and framed_length(m, interval) > max_length:  # at most max_length/N steps
+        m -= 1
+    return m
+
+
+def mcls_frame(content, interval, max_length):
+    """Framed ids of content ids (no <s>/</s> in them), truncated to max_length.
+    interval 0: [<s>] + c + [</s>] (ordinary). interval N: [<s>] c[0:N] [<s>] c[N:2N] ... [</s>];
+    no <s> is inserted when no content token follows it; empty content gives [<s>, </s>]."""
+    c = list(content[:content_capacity(max_length, interval)])
+    if interval == 0:
+        return [BOS] + c + [EOS]
+    out = [BOS]
+    for g in range(0, len(c), interval):
+        if g:
+            out.append(BOS)  # an inserted <s> before every group but the first
+        out.extend(c[g:g + interval])
+    out.append(EOS)
+    return out
+
+
+def inserted_cls_positions(n, interval):
+    """Positions of the inserted <s> in a framed sequence of length n (group k >= 1 starts at
+    k * (interval + 1); the last position is </s>)."""
+    if interval == 0:
+        return []
+    return list(range(interval + 1, n - 1, interval + 1))
+
+
+def windows(content, window_tokens, overlap, interval):
+    """Framed ids of the sliding windows over content ids. Each window holds L content tokens,
+    L = content_capacity(window_tokens, interval); starts 0, S, 2S, ... with S = L - overlap,
+    ending with the first window that reaches the end of the content (so a content that fits
+    one window gives exactly one window, equal to mcls_frame(content, ...))."""
+    L = content_capacity(window_tokens, interval)
+    if not 0 <= overlap < L:
+        raise ValueError(f"overlap must be in [0, {L}) for window_tokens {window_tokens}, interval {interval}")
+    out = []
+    start = 0
+    while True:
+        out.append(mcls_frame(content[start:start + L], interval, window_tokens))
+        if start + L >= len(content):
+            return out
+        start += L - overlap
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,9 +326,18 @@ class M3Reference:
         return (h @ s["weight"].T + s["bias"])[:, 0]
 
     def encode(self, text, max_length):
-        ids = self.tok.encode(text, max_length)
+        return self.encode_framed(self.tok.encode(text, max_length))
+
+    def encode_framed(self, ids, interval=0):
+        """Outputs of one framed sequence; interval > 0: ids framed by mcls_frame with MCLS."""
         h = self.hidden(ids)
-        out = {"ids": ids, "dense": self.normalize(h[0])}
+        if interval == 0:
+            dense = self.normalize(h[0])
+        else:
+            # mean of the last hidden states of every <s> (leading and inserted), then normalised
+            cls = [i for i, t in enumerate(ids) if t == BOS]
+            dense = self.normalize(h[cls].mean(0))
+        out = {"ids": ids, "dense": dense}
         if self.has_heads:
             weights = torch.relu(self.sparse_pre(h))
             sparse = OrderedDict()
@@ -260,7 +348,45 @@ class M3Reference:
                     sparse[i] = wt
             out["sparse"] = sparse
             c = self.heads["colbert_linear"]
-            out["colbert"] = self.normalize(h[1:] @ c["weight"].T + c["bias"])
+            colbert = self.normalize(h[1:] @ c["weight"].T + c["bias"])
+            drop = set(inserted_cls_positions(len(ids), interval))
+            if drop:  # rows are independent: dropping them after the projection is exact
+                colbert = colbert[[i - 1 for i in range(1, len(ids)) if i not in drop]]
+            out["colbert"] = colbert
+        return out
+
+    def content_ids(self, text):
+        """The piece ids encode() puts between <s> and </s>, untruncated."""
+        return self.tok.encode_pieces(text)
+
+    def frame_long(self, text, max_length, mcls=0, long="truncate", overlap=0):
+        """Framed id lists of a text: one (long="truncate") or the sliding windows."""
+        content = self.content_ids(text)
+        if long == "truncate":
+            return [mcls_frame(content, mcls, max_length)]
+        if long == "window":
+            return windows(content, max_length, overlap, mcls)
+        raise ValueError(f"long must be 'truncate' or 'window', not {long!r}")
+
+    def encode_long(self, text, max_length, mcls=0, long="truncate", overlap=0):
+        """encode() with MCLS (interval mcls > 0) and/or sliding windows (long="window").
+        Returns {"windows": [framed ids per window], "dense", "sparse", "colbert"}."""
+        wins = self.frame_long(text, max_length, mcls, long, overlap)
+        outs = [self.encode_framed(ids, mcls) for ids in wins]
+        if len(outs) == 1:  # one window: exactly the truncate output (no re-normalisation)
+            out = dict(outs[0])
+            del out["ids"]
+            out["windows"] = wins
+            return out
+        out = {"windows": wins, "dense": self.normalize(torch.stack([o["dense"] for o in outs]).mean(0))}
+        if self.has_heads:
+            sparse = OrderedDict()  # per token id the max over windows, first-seen order
+            for o in outs:
+                for i, wt in o["sparse"].items():
+                    if i not in sparse or wt > sparse[i]:
+                        sparse[i] = wt
+            out["sparse"] = sparse
+            out["colbert"] = torch.cat([o["colbert"] for o in outs])
         return out
 
     def sparse_tokens(self, sparse):
@@ -303,12 +429,17 @@ def main():
     ap.add_argument("folder")
     ap.add_argument("texts", nargs="+")
     ap.add_argument("--max-length", type=int, default=8192)
+    ap.add_argument("--mcls", type=int, default=0, help="MCLS interval (0: off)")
+    ap.add_argument("--long", choices=["truncate", "window"], default="truncate")
+    ap.add_argument("--overlap", type=int, default=0, help="window overlap in content tokens")
     args = ap.parse_args()
     m = M3Reference(args.folder)
     for t in args.texts:
-        r = m.encode(t, min(args.max_length, m.cfg["max_position_embeddings"] - 2))
+        r = m.encode_long(t, min(args.max_length, m.cfg["max_position_embeddings"] - 2),
+                          args.mcls, args.long, args.overlap)
         print(json.dumps(t, ensure_ascii=False))
-        print("  ids:", r["ids"])
+        for ids in r["windows"]:
+            print("  ids:", ids)
         print("  dense[:8]:", [round(x, 6) for x in r["dense"][:8].tolist()])
         if m.has_heads:
             print("  sparse:", m.sparse_tokens(r["sparse"]))

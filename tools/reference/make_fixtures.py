@@ -12,13 +12,30 @@ Fixtures (random weights, real file formats):
   small-outlier H=256, 4 heads, 4 layers, FFN 1024; model.safetensors F16; fp16 heads; for int8 accuracy (quantized vs f32);
               outliers="offset": outlier channels ~30..80 from LayerNorm biases (gains ~2), removed again by
               each sublayer's output bias and weighted by RMS in Q/K/V/FFN-in (well conditioned in fp16/bf16)
+  long        H=64, 4 heads, 2 layers, FFN 128, 2050 positions (sequences up to 2048 tokens); model.safetensors
+              F32; fp16 heads; reference.json adds "long_cases": M3Reference.encode_long on ~1500- and
+              ~5000-token multilingual texts (MCLS intervals 256/100/128 and one dividing the content, truncation
+              at 2048 and 300, sliding windows of 512 / 2048 tokens with overlap 64 / 256, one-window text)
+
+long_cases semantics (m3ref.py): content = the text's piece ids without <s>/</s>. MCLS interval N:
+[<s>] c[0:N] [<s>] c[N:2N] ... [</s>] (no <s> without content after it), truncated to the longest
+content prefix m with m + max(1, ceil(m/N)) + 1 <= max_length, ordinary positions; dense = normalised
+mean of the last hidden states of all <s>, ColBERT without the inserted <s> rows. Windows: L = the
+most content that fits max_length after framing, starts 0, S, 2S, ... (S = L - overlap) up to the
+first window reaching the end; dense = normalised mean of the windows' dense vectors, sparse = per
+id the max over windows, ColBERT = the windows' rows concatenated. Each case stores its framed
+"windows" (one for truncate), dense / sparse {"id": w} (complete), "colbert_rows" (the row count)
+and "colbert_sample": [row_index, row] pairs for row 0, the last row, every 23rd row (index % 23
+== 0) and each window's first and last row (the full rows would make the file ~10 MB). The
+float32 check runs on the full outputs.
 
 Weights are drawn with fixed seeds and scaled with a data-dependent recipe (calibrated on
 corpus sentences, layer by layer) so that the models behave like trained encoders: attention
 is peaked, dense vectors of different texts are far apart, about 40% of the sparse weights are
 positive, and 3 fixed hidden channels carry LayerNorm gains of 8..20 (large activations, as
 trained XLM-R has). The sparse bias is moved, deterministically, until no token of any
-reference text has a sparse pre-activation within 1e-3 of zero, and the whole reference is
+reference text has a sparse pre-activation within 1e-3 of zero (long cases: no id's largest
+pre-activation within 1e-4), and the whole reference is
 recomputed in float32 and checked against the parity budgets with a 10x margin.
 """
 import argparse
@@ -29,6 +46,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import unicodedata
 import zipfile
 from collections import OrderedDict
@@ -65,6 +83,8 @@ FIXTURES = [
          fmt="st", dtype=torch.float32, prefix="", has_heads=False),
     dict(name="small-outlier", spm="A", H=256, heads=4, layers=4, ffn=1024, positions=130, seed=4006,
          fmt="st", dtype=torch.float16, prefix="", has_heads=True, outliers="offset"),
+    dict(name="long", spm="A", H=64, heads=4, layers=2, ffn=128, positions=2050, seed=5005,
+         fmt="st", dtype=torch.float32, prefix="", has_heads=True, long_cases=True),
 ]
 
 # Calibration targets of the weight recipe.
@@ -76,6 +96,10 @@ SPARSE_POSITIVE = 0.40    # fraction of calibration tokens with a positive spars
 OUTLIER_GAINS = (11.0, 16.0, 8.5)   # LayerNorm gains of the outlier channels
 FINAL_OUTLIER_GAIN = 0.05 # the last LayerNorm: outliers present but not dominating the CLS
 SPARSE_MARGIN = 1e-3
+# Long cases: an id's sparse weight is the max over its occurrences (and windows), so only that
+# max decides whether the id appears; with ~10k tokens a 1e-3 band around zero cannot be kept
+# empty, so these maxima keep the sparse budget (1e-4) from zero instead.
+LONG_SPARSE_MARGIN = 1e-4
 OUTLIER_KEEP = 0.02       # share of the outlier channels' residual the last FFN leaves in place
 # outliers="offset" fixtures: the outlier channels are mostly a per-channel offset set by the
 # LayerNorm bias (sign and size per channel), with a moderate gain on top, and every sublayer's
@@ -190,6 +214,46 @@ def build_texts(corpus):
     }
     scores["pairs"] = [[q, p] for q in range(len(scores["queries"])) for p in range(len(scores["passages"]))]
     return cases, tokenizer_cases, scores
+
+
+def mixed_text(corpus, tok, starts, min_tokens, run=8):
+    """Corpus lines joined with a space: `run` consecutive lines from each start in turn (one
+    language block each; the corpus has 220 lines per language), until the text has at least
+    min_tokens content tokens. One start: simply consecutive lines."""
+    parts, offset = [], 0
+    while True:
+        for st in starts:
+            for line in corpus[st + offset: st + offset + run]:
+                parts.append(line)
+                text = " ".join(parts)
+                if len(tok.encode_pieces(text)) >= min_tokens:
+                    return text
+        offset += run
+
+
+def build_long_cases(corpus, tok):
+    """Inputs of the `long` fixture's long_cases (MCLS and sliding windows, m3ref.encode_long)."""
+    # en, fr, ru, el, hi, ja blocks: ~1500 tokens; es, pl, tr, uk, ar, th, ko, zh: ~5000 tokens
+    t1500 = mixed_text(corpus, tok, [3, 440, 4840, 5720, 6600, 7920], 1500)
+    t5000 = mixed_text(corpus, tok, [660, 2200, 3300, 5060, 6160, 7260, 8140, 8360], 5000)
+    t40 = mixed_text(corpus, tok, [1104], 40)   # Portuguese, 48 tokens
+    t30 = mixed_text(corpus, tok, [2873], 30)   # Hungarian, 34 tokens
+    # mcls_exact: an interval that divides the content length (no <s> before the </s>)
+    n40 = len(tok.encode_pieces(t40))
+    d = next((d for d in (4, 3, 2) if n40 % d == 0), None)
+    assert d is not None, f"mcls_exact: {n40} content tokens, pick another text"
+    out = []
+    for name, text, ml, mcls, long, overlap in [
+            ("plain_1500", t1500, 2048, 0, "truncate", 0),       # attention over > 512 tokens
+            ("mcls256_1500", t1500, 2048, 256, "truncate", 0),
+            ("mcls100_cut", t1500, 300, 100, "truncate", 0),     # truncation with MCLS
+            ("mcls_exact", t40, 2048, n40 // d, "truncate", 0),  # content = d whole groups
+            ("window_512", t1500, 512, 0, "window", 64),
+            ("window_512_mcls", t1500, 512, 128, "window", 64),
+            ("window_short", t30, 512, 0, "window", 64),         # one window = truncate
+            ("window_2048_long", t5000, 2048, 0, "window", 256)]:
+        out.append(OrderedDict(name=name, text=text, max_length=ml, mcls=mcls, long=long, overlap=overlap))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,9 +527,65 @@ as a demo model. Its outputs carry no meaning.
   tools/reference/corpus.txt), {files}
 - {heads_line}
 - reference.json: outputs of the float64 PyTorch reference (tools/reference/m3ref.py).
-
+{long_section}
 Regenerate with `/usr/bin/python3 tools/reference/make_fixtures.py` (see tools/reference/README.md).
 """
+
+
+LONG_README = """
+## reference.json "long_cases"
+
+Inputs and outputs of `M3Reference.encode_long` (tools/reference/m3ref.py): MCLS and sliding
+windows, sequences up to 2048 tokens. One object per case: `{"name", "text", "max_length",
+"mcls", "long", "overlap", "windows", "dense", "sparse", "colbert_rows", "colbert_sample"}`.
+- content = the text's piece ids without `<s>` (0) / `</s>` (2), untruncated.
+- `mcls` N > 0: framed as `[0] c[0:N] [0] c[N:2N] ... [2]`, one `<s>` before every group of N
+  content tokens, none when no content token follows (content a multiple of N: the last group
+  is followed by `</s>`); empty content gives `[0, 2]`. Truncation keeps the longest content
+  prefix m with m + max(1, ceil(m/N)) + 1 <= max_length. `mcls` 0: `[0] + c[:max_length-2] + [2]`.
+  Positions are the ordinary XLM-R ones over the whole framed sequence (2, 3, 4, ...): an
+  inserted `<s>` is an ordinary token.
+- With MCLS: dense = L2-normalise(mean of the last hidden states at every position with id 0),
+  no per-CLS normalisation; sparse as usual (`<s>` is skipped); colbert = the usual rows (every
+  token after the leading `<s>`, `</s>` included) minus the rows of the inserted `<s>`.
+- `long` "window": windows of L content tokens, L the most content that fits max_length after
+  framing (mcls 0: max_length - 2); starts 0, S, 2S, ... with S = L - overlap, up to the first
+  window with start + L >= len(content); each window is framed as above. dense =
+  L2-normalise(mean of the windows' dense vectors); sparse = per id the max over windows (an id
+  absent from a window contributes nothing; keys in first-seen order); colbert = every window's
+  rows in window order. A content that fits one window gives one window, equal to "truncate".
+- `windows`: the framed ids of each window (one list for "truncate"). `sparse` is an object
+  `{"id": weight}`. `dense` and `sparse` are complete.
+- ColBERT is sampled (the full rows would be ~10 MB): `colbert_rows` = the number of rows of the
+  full colbert output above; `colbert_sample` = `[[row_index, row], ...]` in increasing row
+  order for row 0, the last row, every row with index % {step} == 0 and, per window, its first and
+  last row (window k's rows follow windows 0..k-1's; a window has len(window) - 1 - (inserted
+  `<s>`) rows), so window boundaries are covered. Rows are written as shortest float32
+  decimals, as in `cases`.
+"""
+
+
+def long_readme(long_cases, n_content, worst32, margin):
+    """The `long` fixture's README section: semantics, the cases (n_content: content tokens of
+    each case's text), the robustness numbers."""
+    lines = [LONG_README.replace("{step}", str(COLBERT_SAMPLE_STEP)),
+             "| name | text content tokens | max_length | mcls | long | overlap | framed window lengths | colbert rows "
+             "| sampled rows |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for o, n in zip(long_cases, n_content):
+        lines.append(f"| {o['name']} | {n} | {o['max_length']} | {o['mcls']} | {o['long']} | {o['overlap']} "
+                     f"| {', '.join(str(len(w)) for w in o['windows'])} | {o['colbert_rows']} "
+                     f"| {len(o['colbert_sample'])} |")
+    lines.append("")
+    lines.append(textwrap.fill(
+        f"Texts: consecutive lines of tools/reference/corpus.txt joined with a space (the long ones: runs "
+        f"of 8 lines from several language blocks in turn). Robustness (asserted): in every long case each "
+        f"id's largest sparse pre-activation is at least {LONG_SPARSE_MARGIN:g} from zero (here {margin:.2e}); "
+        f"the float32 recomputation of the long cases meets the parity budgets 10x tighter: 1 - dense "
+        f"cosine {1 - worst32['dense_cos']:.1e}, max |d| {worst32['dense_abs']:.1e}, sparse |dw| "
+        f"{worst32['sparse_abs']:.1e} (same keys and order), 1 - ColBERT row cosine "
+        f"{1 - worst32['colbert_cos']:.1e}.", width=95))
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,9 +610,28 @@ def min_sparse_margin(model, texts):
     return worst
 
 
-def fix_sparse_bias(folder, fx, backbone, heads, texts):
+def long_sparse_maxima(model, long_cases, bias=True):
+    """Per long case and token id, the largest sparse pre-activation over all the case's tokens
+    (all windows); bias=False: without the sparse bias (h @ w). An id's output weight is the
+    relu of this maximum, so only the maxima decide which ids appear."""
+    w = model.heads["sparse_linear"]["weight"][0]
+    out = []
+    for lc in long_cases:
+        best = {}
+        for ids in model.frame_long(lc["text"], lc["max_length"], lc["mcls"], lc["long"], lc["overlap"]):
+            h = model.hidden(ids)
+            pre = model.sparse_pre(h) if bias else h @ w
+            for i, v in zip(ids, pre.tolist()):
+                if i not in m3ref.SPARSE_SKIP:
+                    best[i] = max(best.get(i, -math.inf), v)
+        out.extend(best.values())
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def fix_sparse_bias(folder, fx, backbone, heads, texts, long_cases=()):
     """Moves the (fp16) sparse bias in small deterministic steps until every relevant token's
-    pre-activation is at least SPARSE_MARGIN away from zero. Returns (margin, step)."""
+    pre-activation is at least SPARSE_MARGIN away from zero, and every long case's per-id
+    maximum (long_sparse_maxima) at least LONG_SPARSE_MARGIN. Returns (margin, step)."""
     stored = ({k: store(v, fx["dtype"]) for k, v in backbone.items()},
               {n: {k: store(v, torch.float16) for k, v in d.items()} for n, d in heads.items()})
     model = m3ref.M3Reference(folder, torch.float64, tensors=stored)
@@ -503,15 +642,18 @@ def fix_sparse_bias(folder, fx, backbone, heads, texts):
         h = model.hidden(ids)
         pre0.extend(float(v) for i, v in zip(ids, (h @ w).tolist()) if i not in m3ref.SPARSE_SKIP)
     pre0 = torch.tensor(pre0, dtype=torch.float64)
+    lmax = long_sparse_maxima(model, long_cases, bias=False) if long_cases else None
     base = float(heads["sparse_linear"]["bias"][0])
     for step in range(200):
         k = (step + 1) // 2 * (1 if step % 2 else -1)  # 0, 1, -1, 2, -2, ...
         b = float(torch.tensor(base + 0.0015 * k).to(torch.float16))
         margin = float((pre0 + b).abs().min())
-        if margin > SPARSE_MARGIN:
+        long_ok = lmax is None or float((lmax + b).abs().min()) > LONG_SPARSE_MARGIN
+        if margin > SPARSE_MARGIN and long_ok:
             heads["sparse_linear"]["bias"] = torch.tensor([b], dtype=torch.float64)
             return margin, k
-    raise RuntimeError(f"{fx['name']}: no sparse bias with margin {SPARSE_MARGIN}")
+    raise RuntimeError(f"{fx['name']}: no sparse bias with margin {SPARSE_MARGIN}"
+                       + (f" (long cases {LONG_SPARSE_MARGIN})" if long_cases else ""))
 
 
 def case_output(model, c):
@@ -526,11 +668,49 @@ def case_output(model, c):
     return out, r
 
 
+# Long cases' ColBERT rows (thousands of them) are sampled, not written in full: row 0, the last
+# row, every COLBERT_SAMPLE_STEP-th row and the first and last row of each window.
+COLBERT_SAMPLE_STEP = 23
+
+
+def colbert_sample_rows(windows, mcls, n_rows):
+    """Sorted row indices kept in a long case's "colbert_sample": 0, n_rows - 1, every index
+    % COLBERT_SAMPLE_STEP == 0, and each window's first and last row (a window's rows: every
+    framed token after the leading <s>, minus the inserted <s>)."""
+    keep = set(range(0, n_rows, COLBERT_SAMPLE_STEP))
+    start = 0
+    for ids in windows:
+        n = len(ids) - 1 - len(m3ref.inserted_cls_positions(len(ids), mcls))
+        if n:
+            keep.update((start, start + n - 1))
+        start += n
+    assert start == n_rows, (start, n_rows)
+    if n_rows:
+        keep.update((0, n_rows - 1))
+    return sorted(keep)
+
+
+def long_case_output(model, lc):
+    """One long_cases entry: the inputs lc, the framed windows and the encode_long outputs, the
+    ColBERT rows as "colbert_rows" (count) and "colbert_sample" ([row index, row] pairs,
+    colbert_sample_rows). The full outputs are returned too (float32 check)."""
+    r = model.encode_long(lc["text"], lc["max_length"], lc["mcls"], lc["long"], lc["overlap"])
+    out = OrderedDict(lc)
+    out["windows"] = r["windows"]
+    out["dense"] = r["dense"].tolist()
+    out["sparse"] = OrderedDict((str(i), w) for i, w in r["sparse"].items())
+    rows = r["colbert"].tolist()
+    out["colbert_rows"] = len(rows)
+    out["colbert_sample"] = [[i, [float(repr(np.float32(v))) for v in rows[i]]]
+                             for i in colbert_sample_rows(r["windows"], lc["mcls"], len(rows))]
+    return out, r
+
+
 def compare_fp32(name, ref64, ref32, scores64, scores32):
     """Float32 vs float64 worst-case numbers; asserts the parity budgets with MARGIN."""
     worst = dict(dense_cos=1.0, dense_abs=0.0, sparse_abs=0.0, colbert_cos=1.0, score_abs=0.0)
     for a, b in zip(ref64, ref32):
-        assert a["ids"] == b["ids"]
+        assert a.get("ids") == b.get("ids") and a.get("windows") == b.get("windows")
         d64, d32 = a["dense"], b["dense"].to(torch.float64)
         worst["dense_cos"] = min(worst["dense_cos"], float(d64 @ d32 / d64.norm() / d32.norm()))
         worst["dense_abs"] = max(worst["dense_abs"], float((d64 - d32).abs().max()))
@@ -604,7 +784,7 @@ def dump_reference(path, obj):
     for ki, k in enumerate(keys):
         v = obj[k]
         end = "," if ki < len(keys) - 1 else ""
-        if k in ("cases", "tokenizer_cases"):
+        if k in ("cases", "tokenizer_cases", "long_cases"):
             parts.append(f" {json.dumps(k)}: [")
             for i, c in enumerate(v):
                 parts.append("  " + json.dumps(c, ensure_ascii=False, separators=(",", ":"))
@@ -647,12 +827,13 @@ def make_fixture(fx, out_root, spm_paths, corpus, cases, tok_cases, scores):
     # calibration: every 50th corpus line (all languages), as single sequences
     calib_texts = corpus[::50]
     calib_ids = [tok.encode(t, 128) for t in calib_texts]
+    long_cases = build_long_cases(corpus, tok) if fx.get("long_cases") else []
     torch.manual_seed(fx["seed"])
     backbone, heads = Recipe(fx, vocab, calib_ids).build()
     sc = scores if fx["has_heads"] else None
     bias_step = None
     if fx["has_heads"]:
-        margin, bias_step = fix_sparse_bias(folder, fx, backbone, heads, all_sparse_texts(cases, sc))
+        margin, bias_step = fix_sparse_bias(folder, fx, backbone, heads, all_sparse_texts(cases, sc), long_cases)
     files = write_weights(folder, fx, backbone, heads)
 
     # Reference from the files as written (float64), and the float32 robustness check.
@@ -683,9 +864,20 @@ def make_fixture(fx, out_root, spm_paths, corpus, cases, tok_cases, scores):
         ref["scores"] = OrderedDict(sc)
         ref["scores"].update(s64)
         assert min_sparse_margin(m64, all_sparse_texts(cases, sc)) > SPARSE_MARGIN
+    long64, long32 = [], []
+    if long_cases:
+        assert fx["has_heads"]
+        ref["long_cases"] = []
+        for lc in long_cases:
+            o, r = long_case_output(m64, lc)
+            ref["long_cases"].append(o)
+            long64.append(r)
+            long32.append(m32.encode_long(lc["text"], lc["max_length"], lc["mcls"], lc["long"], lc["overlap"]))
+        long_margin = float(long_sparse_maxima(m64, long_cases).abs().min())
+        assert long_margin > LONG_SPARSE_MARGIN
     dump_reference(os.path.join(folder, "reference.json"), ref)
 
-    ok, worst = compare_fp32(name, raw64, raw32, s64, s32)
+    ok, worst = compare_fp32(name, raw64 + long64, raw32 + long32, s64, s32)
     st = stats(m64, raw64, calib_texts)
     st.update(outlier_stats(m64, calib_texts[:40]))
     with open(os.path.join(folder, "README.md"), "w") as f:
@@ -695,10 +887,20 @@ def make_fixture(fx, out_root, spm_paths, corpus, cases, tok_cases, scores):
             files=", ".join(files) + " (" + {torch.float32: "fp32", torch.float16: "fp16",
                                              torch.bfloat16: "bf16"}[fx["dtype"]] + " backbone)",
             heads_line=("heads: colbert_linear.pt and sparse_linear.pt (fp16), as FlagEmbedding saves them"
-                        if fx["has_heads"] else "no colbert/sparse heads: a dense-only (sentence-transformers style) model")))
+                        if fx["has_heads"] else "no colbert/sparse heads: a dense-only (sentence-transformers style) model"),
+            long_section=long_readme(ref["long_cases"], [len(m64.content_ids(lc["text"])) for lc in long_cases],
+                                     compare_fp32(name, long64, long32, None, None)[1], long_margin)
+            if long_cases else ""))
     report = dict(name=name, files={f: os.path.getsize(os.path.join(folder, f)) for f in sorted(os.listdir(folder))},
                   fp32_ok=ok, fp32_worst=worst, stats=st, sparse_bias_step=bias_step,
                   n_cases=len(out_cases), n_tokenizer_cases=len(ref["tokenizer_cases"]))
+    if long_cases:
+        report["long_sparse_margin"] = long_margin
+        report["long_cases"] = {o["name"]: dict(content_tokens=len(m64.content_ids(o["text"])),
+                                                window_tokens=[len(w) for w in o["windows"]],
+                                                colbert_rows=o["colbert_rows"],
+                                                colbert_sampled=len(o["colbert_sample"]))
+                                for o in ref["long_cases"]}
     for f in files:
         if f.endswith((".bin", ".pt")):
             report.setdefault("zip_entries", {})[f] = check_zip(os.path.join(folder, f))
