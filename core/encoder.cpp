@@ -443,6 +443,17 @@ Encoder::Encoder(std::shared_ptr<const ModelFile> file, const ModelConfig& confi
   if (!m.layers.empty() && m.layers.back().qkv.compute_dtype() == DType::kI8) {
     m.long_attention = LongAttention::Precision::kInt8;
   }
+  // M3_LONG_ATTENTION=f32|int8 overrides the choice (read when a model is loaded).
+  if (const char* e = std::getenv("M3_LONG_ATTENTION")) {
+    const std::string v = e;
+    if (v == "f32") {
+      m.long_attention = LongAttention::Precision::kF32;
+    } else if (v == "int8") {
+      m.long_attention = LongAttention::Precision::kInt8;
+    } else if (!v.empty()) {
+      fail_argument("M3_LONG_ATTENTION must be f32 or int8, got \"" + v + "\"");
+    }
+  }
 }
 
 Encoder::~Encoder() = default;

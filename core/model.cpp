@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <numeric>
+#include <unordered_map>
 
 #include "core/encoder.h"
 #include "core/error.h"
 #include "quant/linear.h"
+#include "tokenizer/framing.h"
 
 namespace m3 {
 namespace {
@@ -21,16 +23,17 @@ bool head_flag(const nlohmann::json& meta, const char* head) {
 
 // Groups sequences (by index) into forward passes: longest first, each pass under the
 // token budget (a sequence longer than the budget runs alone).
-std::vector<std::vector<size_t>> plan_batches(const std::vector<std::vector<int32_t>>& ids,
-                                              int64_t max_batch_tokens, int64_t max_batch_size) {
-  std::vector<size_t> order(ids.size());
+template <typename Seq, typename Len>
+std::vector<std::vector<size_t>> plan_batches(const std::vector<Seq>& seqs, Len length, int64_t max_batch_tokens,
+                                              int64_t max_batch_size) {
+  std::vector<size_t> order(seqs.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return ids[a].size() > ids[b].size(); });
+                   [&](size_t a, size_t b) { return length(seqs[a]) > length(seqs[b]); });
   std::vector<std::vector<size_t>> batches;
   int64_t tokens = 0;
   for (size_t i : order) {
-    const auto n = static_cast<int64_t>(ids[i].size());
+    const auto n = static_cast<int64_t>(length(seqs[i]));
     if (batches.empty() || tokens + n > max_batch_tokens ||
         static_cast<int64_t>(batches.back().size()) >= max_batch_size) {
       batches.emplace_back();
@@ -90,51 +93,280 @@ std::string Model::weights_dtype() const {
   return it != file_->metadata().end() && it->is_string() ? it->get<std::string>() : "f32";
 }
 
-std::vector<EncodedText> Model::encode_batch(const std::vector<std::string>& texts,
-                                             const EncodeOptions& options) const {
-  const int64_t max_len = options.max_length <= 0 ? max_length() : std::min(options.max_length, max_length());
-  if (max_len < 2) fail_argument("max_length must be at least 2, got " + std::to_string(options.max_length));
-  std::vector<std::vector<int32_t>> ids;
-  ids.reserve(texts.size());
-  for (const std::string& t : texts) ids.push_back(tokenizer_->encode(t, static_cast<size_t>(max_len)));
-  return encode_ids(ids, options);
+// One framed sequence to encode: a whole text, or one window of it.
+struct Model::Job {
+  std::vector<int32_t> ids;
+  int64_t mcls_interval = 0;
+};
+
+namespace {
+
+// Combines the outputs of a text's windows in window order (see LongMode::kWindow).
+struct WindowSum {
+  std::vector<double> dense;
+  std::vector<std::pair<int32_t, float>> sparse;  // first-occurrence order
+  std::unordered_map<int32_t, size_t> sparse_at;
+  EncodedText out;
+
+  void add(EncodedText&& w, bool keep_colbert) {
+    out.ids.insert(out.ids.end(), w.ids.begin(), w.ids.end());
+    if (!w.dense.empty()) {
+      dense.resize(w.dense.size(), 0.0);
+      for (size_t i = 0; i < w.dense.size(); ++i) dense[i] += w.dense[i];
+      if (out.windows == 0) out.dense = w.dense;
+    }
+    for (const auto& [id, weight] : w.sparse.entries) {
+      auto [it, fresh] = sparse_at.emplace(id, sparse.size());
+      if (fresh) {
+        sparse.push_back({id, weight});
+      } else {
+        sparse[it->second].second = std::max(sparse[it->second].second, weight);
+      }
+    }
+    if (keep_colbert) out.colbert.insert(out.colbert.end(), w.colbert.begin(), w.colbert.end());
+    out.colbert_rows += w.colbert_rows;
+    ++out.windows;
+  }
+
+  EncodedText finish() {
+    // One window: its outputs unchanged (the same as truncation). Several: the normalised mean.
+    if (out.windows > 1 && !dense.empty()) {
+      std::vector<float> mean(dense.size());
+      for (size_t i = 0; i < dense.size(); ++i) mean[i] = static_cast<float>(dense[i] / out.windows);
+      out.dense = dense_head(mean.data(), static_cast<int64_t>(mean.size()));
+    }
+    out.sparse.entries = std::move(sparse);
+    return std::move(out);
+  }
+  WindowSum() { out.windows = 0; }
+};
+
+}  // namespace
+
+int64_t Model::clamp_length(int64_t max_length_option) const {
+  const int64_t max_len = max_length_option <= 0 ? max_length() : std::min(max_length_option, max_length());
+  if (max_len < 2) fail_argument("max_length must be at least 2, got " + std::to_string(max_length_option));
+  return max_len;
 }
 
-std::vector<EncodedText> Model::encode_ids(const std::vector<std::vector<int32_t>>& ids,
-                                           const EncodeOptions& options) const {
+void Model::check_heads(const EncodeOptions& options) const {
   if (options.sparse && !has_sparse()) {
     fail_argument(file_->name() + " has no sparse head (dense-only model): cannot compute sparse weights");
   }
   if (options.colbert && !has_colbert()) {
     fail_argument(file_->name() + " has no colbert head (dense-only model): cannot compute colbert vectors");
   }
-  const int64_t hidden = config_.hidden_size;
-  std::vector<EncodedText> out(ids.size());
-  std::vector<float> states;
-  for (const std::vector<size_t>& batch : plan_batches(ids, options.max_batch_tokens, options.max_batch_size)) {
-    PackedBatch packed;
-    for (size_t i : batch) {
-      if (ids[i].empty() || static_cast<int64_t>(ids[i].size()) > max_length()) {
-        fail_argument("sequence " + std::to_string(i) + " has " + std::to_string(ids[i].size()) +
-                      " tokens; allowed 1.." + std::to_string(max_length()));
+  if (options.mcls_interval < 0) {
+    fail_argument("the MCLS interval must be >= 0, got " + std::to_string(options.mcls_interval));
+  }
+}
+
+std::vector<EncodedText> Model::encode_batch(const std::vector<std::string>& texts,
+                                             const EncodeOptions& options) const {
+  clamp_length(options.max_length);  // the error names the option before tokenizing anything
+  std::vector<std::vector<int32_t>> content;
+  content.reserve(texts.size());
+  for (const std::string& t : texts) content.push_back(tokenizer_->encode_pieces(t));
+  return encode_content(content, options);
+}
+
+std::vector<EncodedText> Model::encode_content(const std::vector<std::vector<int32_t>>& content,
+                                               const EncodeOptions& options) const {
+  check_heads(options);
+  const int64_t capacity = content_capacity(clamp_length(options.max_length), options.mcls_interval);
+  std::vector<Job> jobs;
+  std::vector<size_t> owner;  // text of each job
+  for (size_t t = 0; t < content.size(); ++t) {
+    const std::vector<int32_t>& c = content[t];
+    if (options.long_mode == LongMode::kWindow) {
+      for (const auto& [b, e] : window_spans(c.size(), capacity, options.window_overlap)) {
+        jobs.push_back({frame_content(c.data() + b, e - b, options.mcls_interval), options.mcls_interval});
+        owner.push_back(t);
       }
-      packed.add(ids[i], static_cast<int32_t>(config_.pad_token_id + 1));
+    } else {
+      const size_t keep = std::min(c.size(), static_cast<size_t>(capacity));
+      jobs.push_back({frame_content(c.data(), keep, options.mcls_interval), options.mcls_interval});
+      owner.push_back(t);
     }
+  }
+  std::vector<EncodedText> windows(jobs.size());
+  run_jobs(jobs, options, [&](size_t j, EncodedText&& e) { windows[j] = std::move(e); });
+  std::vector<WindowSum> sums(content.size());
+  for (size_t j = 0; j < jobs.size(); ++j) sums[owner[j]].add(std::move(windows[j]), true);
+  std::vector<EncodedText> out;
+  out.reserve(content.size());
+  for (WindowSum& s : sums) out.push_back(s.finish());
+  return out;
+}
+
+std::vector<EncodedText> Model::encode_ids(const std::vector<std::vector<int32_t>>& ids,
+                                           const EncodeOptions& options) const {
+  check_heads(options);
+  std::vector<Job> jobs;
+  jobs.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i].empty() || static_cast<int64_t>(ids[i].size()) > max_length()) {
+      fail_argument("sequence " + std::to_string(i) + " has " + std::to_string(ids[i].size()) +
+                    " tokens; allowed 1.." + std::to_string(max_length()));
+    }
+    jobs.push_back({ids[i], 0});
+  }
+  std::vector<EncodedText> out(ids.size());
+  run_jobs(jobs, options, [&](size_t j, EncodedText&& e) { out[j] = std::move(e); });
+  return out;
+}
+
+void Model::run_jobs(const std::vector<Job>& jobs, const EncodeOptions& options,
+                     const std::function<void(size_t, EncodedText&&)>& done) const {
+  const int64_t hidden = config_.hidden_size;
+  std::vector<float> states;
+  auto length = [](const Job& j) { return j.ids.size(); };
+  for (const std::vector<size_t>& batch : plan_batches(jobs, length, options.max_batch_tokens, options.max_batch_size)) {
+    PackedBatch packed;
+    for (size_t i : batch) packed.add(jobs[i].ids, static_cast<int32_t>(config_.pad_token_id + 1));
     encoder_->forward(packed, &states);
     for (size_t k = 0; k < batch.size(); ++k) {
-      EncodedText& r = out[batch[k]];
+      const Job& job = jobs[batch[k]];
+      EncodedText r;
       const int64_t n = packed.offsets[k + 1] - packed.offsets[k];
       const float* h = states.data() + packed.offsets[k] * hidden;
-      r.ids = ids[batch[k]];
-      if (options.dense) r.dense = dense_head(h, hidden);
+      r.ids = job.ids;
+      if (options.dense) {
+        if (job.mcls_interval > 0) {
+          // MCLS: the mean of the last hidden states of every <s> (leading and inserted)
+          std::vector<double> sum(static_cast<size_t>(hidden), 0.0);
+          int64_t count = 0;
+          for (int64_t t = 0; t < n; ++t) {
+            if (job.ids[t] != Tokenizer::kBos) continue;
+            for (int64_t c = 0; c < hidden; ++c) sum[c] += h[t * hidden + c];
+            ++count;
+          }
+          std::vector<float> mean(sum.size());
+          for (size_t c = 0; c < sum.size(); ++c) mean[c] = static_cast<float>(sum[c] / count);
+          r.dense = dense_head(mean.data(), hidden);
+        } else {
+          r.dense = dense_head(h, hidden);
+        }
+      }
       if (options.sparse) r.sparse = sparse_head(h, r.ids.data(), n, hidden, sparse_weight_, sparse_bias_);
       if (options.colbert) {
         r.colbert = colbert_head(*colbert_, h, n);
         r.colbert_rows = n - 1;
+        if (job.mcls_interval > 0) {  // leave out the rows of inserted <s> (row t - 1 is token t)
+          const int64_t dim = colbert_dim();
+          int64_t kept = 0;
+          for (int64_t t = 1; t < n; ++t) {
+            if (is_inserted_cls(t, n, job.mcls_interval)) continue;
+            std::copy_n(r.colbert.begin() + (t - 1) * dim, dim, r.colbert.begin() + kept * dim);
+            ++kept;
+          }
+          r.colbert.resize(static_cast<size_t>(kept * dim));
+          r.colbert_rows = kept;
+        }
       }
+      done(batch[k], std::move(r));
     }
   }
-  return out;
+}
+
+// ---- DocumentEncoder -------------------------------------------------------------------------
+
+struct DocumentEncoder::Combiner : WindowSum {};
+
+namespace {
+bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+}  // namespace
+
+DocumentEncoder::DocumentEncoder(const Model& model, const EncodeOptions& options, size_t tokenize_chunk)
+    : model_(model), options_(options), tokenize_chunk_(std::max<size_t>(tokenize_chunk, 1)),
+      combiner_(std::make_unique<Combiner>()) {
+  model_.check_heads(options_);
+  capacity_ = content_capacity(model_.clamp_length(options_.max_length), options_.mcls_interval);
+  if (options_.long_mode == LongMode::kWindow) window_spans(0, capacity_, options_.window_overlap);  // checks overlap
+}
+
+DocumentEncoder::~DocumentEncoder() = default;
+
+void DocumentEncoder::on_colbert_rows(std::function<void(const float*, int64_t)> callback) {
+  colbert_callback_ = std::move(callback);
+}
+
+void DocumentEncoder::add_text(std::string_view text) {
+  if (finished_) fail_argument("DocumentEncoder: add_text after finish");
+  pending_.append(text);
+  if (pending_.size() < tokenize_chunk_) return;
+  // Cut after the last whitespace: SentencePiece never joins pieces across whitespace, so the
+  // ids are those of the whole text.
+  size_t cut = pending_.size();
+  while (cut > 0 && !is_space(pending_[cut - 1])) --cut;
+  if (cut == 0) {
+    if (pending_.size() < 16 * tokenize_chunk_) return;
+    cut = pending_.size();
+    while (cut > 0 && (static_cast<unsigned char>(pending_[cut - 1]) & 0xC0) == 0x80) --cut;  // continuation bytes
+    if (cut > 0) --cut;  // before the character's lead byte
+    if (cut == 0) cut = pending_.size();
+  }
+  tokenize(std::string_view(pending_).substr(0, cut));
+  pending_.erase(0, cut);
+  encode_ready(false);
+}
+
+void DocumentEncoder::tokenize(std::string_view text) {
+  const std::vector<int32_t> ids = model_.tokenizer().encode_pieces(text);
+  total_content_ += ids.size();
+  if (options_.long_mode == LongMode::kTruncate) {  // only the first window's content is kept
+    const size_t have = content_begin_ + content_.size();
+    const size_t room = have < static_cast<size_t>(capacity_) ? static_cast<size_t>(capacity_) - have : 0;
+    content_.insert(content_.end(), ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(std::min(room, ids.size())));
+    return;
+  }
+  content_.insert(content_.end(), ids.begin(), ids.end());
+}
+
+void DocumentEncoder::encode_ready(bool final) {
+  const size_t len = static_cast<size_t>(capacity_);
+  const size_t stride = options_.long_mode == LongMode::kWindow ? len - static_cast<size_t>(options_.window_overlap) : 0;
+  auto encode_window = [&](size_t begin, size_t end) {
+    std::vector<Model::Job> job{{frame_content(content_.data() + (begin - content_begin_), end - begin,
+                                               options_.mcls_interval),
+                                 options_.mcls_interval}};
+    model_.run_jobs(job, options_, [&](size_t, EncodedText&& e) {
+      tokens_ += static_cast<int64_t>(e.ids.size());
+      ++windows_;
+      e.ids.clear();
+      if (colbert_callback_ && e.colbert_rows > 0) colbert_callback_(e.colbert.data(), e.colbert_rows);
+      combiner_->add(std::move(e), !colbert_callback_);
+    });
+  };
+  const size_t have = content_begin_ + content_.size();
+  if (options_.long_mode == LongMode::kTruncate) {
+    if (final && windows_ == 0) encode_window(content_begin_, have);
+    return;
+  }
+  // Full windows as soon as their content is there; at the end, one window over what is left
+  // unless the last full window reached the end (or the only window of a short text).
+  while (next_window_ + len <= have) {
+    encode_window(next_window_, next_window_ + len);
+    last_end_ = next_window_ + len;
+    next_window_ += stride;
+  }
+  if (final) {
+    if (windows_ == 0 || have > last_end_) encode_window(next_window_, have);
+    return;
+  }
+  // Drop content no later window needs.
+  const size_t drop = std::min(next_window_, have) - content_begin_;
+  content_.erase(content_.begin(), content_.begin() + static_cast<std::ptrdiff_t>(drop));
+  content_begin_ += drop;
+}
+
+EncodedText DocumentEncoder::finish() {
+  if (finished_) fail_argument("DocumentEncoder: finish called twice");
+  finished_ = true;
+  tokenize(pending_);
+  pending_.clear();
+  encode_ready(true);
+  return combiner_->finish();
 }
 
 PairScores score_pair(const EncodedText& q, const EncodedText& p, int64_t colbert_dim, const ScoreWeights& w) {

@@ -7,8 +7,10 @@
 //   auto out = model->encode_batch({"What is BGE M3?"}, opt);   // out[0].dense, .sparse, .colbert
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -22,6 +24,13 @@ namespace m3 {
 class Encoder;
 class Linear;
 
+// What happens to a text longer than max_length tokens (see tokenizer/framing.h).
+enum class LongMode {
+  kTruncate,  // keep the first max_length tokens
+  kWindow,    // overlapping windows of max_length tokens, combined: dense = normalised mean of the
+              // windows' dense vectors, sparse = max weight per token id, colbert = every window's rows
+};
+
 struct EncodeOptions {
   bool dense = true;
   bool sparse = false;
@@ -34,10 +43,18 @@ struct EncodeOptions {
   int64_t max_batch_tokens = 16384;
   // Upper bound on texts in one forward pass.
   int64_t max_batch_size = 64;
+  // MCLS (BGE-M3 paper, appendix B.2): when > 0, a <s> is inserted before every group of this
+  // many content tokens and the dense vector is the normalised mean of the last hidden states
+  // of all <s> tokens; sparse and colbert leave the inserted tokens out. 0 = off.
+  int64_t mcls_interval = 0;
+  LongMode long_mode = LongMode::kTruncate;
+  // kWindow: content tokens shared by consecutive windows (must be below a window's capacity).
+  int64_t window_overlap = 256;
 };
 
 struct EncodedText {
-  std::vector<int32_t> ids;    // the tokens that were encoded (after truncation)
+  std::vector<int32_t> ids;    // the tokens that were encoded (after truncation; windows end to end)
+  int64_t windows = 1;         // sequences the text was encoded as (kWindow: > 1 for long texts)
   std::vector<float> dense;    // hidden_size floats when requested
   SparseVector sparse;         // when requested
   std::vector<float> colbert;  // colbert_rows x colbert_dim floats when requested
@@ -75,8 +92,13 @@ class Model {
   // Encodes texts; results in input order. Throws Error(kInvalidArgument) when a head is
   // requested that the model does not have.
   std::vector<EncodedText> encode_batch(const std::vector<std::string>& texts, const EncodeOptions& options) const;
-  // Same from token id sequences (each already `<s> ... </s>`).
+  // Same from token id sequences (each already `<s> ... </s>`, run as given: max_length,
+  // mcls_interval and long_mode do not apply).
   std::vector<EncodedText> encode_ids(const std::vector<std::vector<int32_t>>& ids, const EncodeOptions& options) const;
+  // Same from content ids (pieces without <s> and </s>, as Tokenizer::encode_pieces gives them):
+  // framed, truncated or cut into windows, and encoded as `options` says.
+  std::vector<EncodedText> encode_content(const std::vector<std::vector<int32_t>>& content,
+                                          const EncodeOptions& options) const;
 
   // FlagEmbedding's compute_score over (query, passage) pairs: queries truncated at
   // max_query_length, passages at max_passage_length. Needs the sparse and colbert heads.
@@ -93,6 +115,58 @@ class Model {
   const float* sparse_weight_ = nullptr;
   float sparse_bias_ = 0.0f;
   std::unique_ptr<Linear> colbert_;
+
+  friend class DocumentEncoder;
+  struct Job;
+  // Encodes framed sequences (token-budget batches) and calls done(job index, output) for each.
+  void run_jobs(const std::vector<Job>& jobs, const EncodeOptions& options,
+                const std::function<void(size_t, EncodedText&&)>& done) const;
+  void check_heads(const EncodeOptions& options) const;
+  int64_t clamp_length(int64_t max_length) const;
+};
+
+// Encodes one document of any length from text fed in pieces, in bounded memory: content is
+// tokenized as it arrives (cut at whitespace, so the ids are those of the whole text), and
+// each window is encoded as soon as it is complete (options.long_mode kWindow; with kTruncate
+// the text past the first max_length tokens is read and dropped). ColBERT rows can be handed
+// out window by window instead of kept.
+//
+//   m3::DocumentEncoder doc(*model, options);
+//   while (read(chunk)) doc.add_text(chunk);
+//   m3::EncodedText out = doc.finish();   // ids: empty (tokens() counts them)
+class DocumentEncoder {
+ public:
+  // tokenize_chunk: text is tokenized once this many bytes are pending (cut after the last
+  // whitespace; without whitespace in 16 times as many bytes, at a character boundary).
+  DocumentEncoder(const Model& model, const EncodeOptions& options, size_t tokenize_chunk = size_t{1} << 16);
+  ~DocumentEncoder();
+  // Called with each window's ColBERT rows ([rows, colbert_dim]) as soon as they exist; they
+  // are then not kept in finish()'s result.
+  void on_colbert_rows(std::function<void(const float* rows, int64_t n)> callback);
+  void add_text(std::string_view text);
+  // Tokenizes what is left, encodes the last window and combines. Call once.
+  EncodedText finish();
+  int64_t tokens() const { return tokens_; }  // tokens encoded so far (all windows)
+  int64_t windows() const { return windows_; }
+
+ private:
+  void tokenize(std::string_view text);
+  void encode_ready(bool final);
+  struct Combiner;
+  const Model& model_;
+  EncodeOptions options_;
+  int64_t capacity_ = 0;
+  size_t tokenize_chunk_;
+  std::string pending_;              // text not tokenized yet (after the last whitespace cut)
+  std::vector<int32_t> content_;     // content ids from content_begin_ on
+  size_t content_begin_ = 0;         // content index of content_[0]
+  size_t next_window_ = 0;           // content index where the next window starts
+  size_t last_end_ = 0;              // content index where the last encoded window ended
+  size_t total_content_ = 0;
+  bool finished_ = false;
+  int64_t tokens_ = 0, windows_ = 0;
+  std::function<void(const float*, int64_t)> colbert_callback_;
+  std::unique_ptr<Combiner> combiner_;
 };
 
 // Scores of two already-encoded texts (each needs dense, sparse and colbert).

@@ -15,7 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-const char* kFixtures[] = {"tiny-bin", "tiny-st", "tiny-dense", "tiny-bf16", "small-outlier"};
+const char* kFixtures[] = {"tiny-bin", "tiny-st", "tiny-dense", "tiny-bf16", "small-outlier", "long"};
 
 std::vector<float> floats(const json& j) { return j.get<std::vector<float>>(); }
 

@@ -1,0 +1,46 @@
+#include "tokenizer/framing.h"
+
+#include <algorithm>
+#include <string>
+
+#include "core/error.h"
+#include "tokenizer/tokenizer.h"
+
+namespace m3 {
+
+int64_t content_capacity(int64_t max_length, int64_t interval) {
+  if (max_length < 2) fail_argument("max_length must be at least 2, got " + std::to_string(max_length));
+  if (interval < 0) fail_argument("the MCLS interval must be >= 0, got " + std::to_string(interval));
+  if (interval == 0) return max_length - 2;
+  // m + ceil(m / N) + 1 <= max_length: each full group of N content tokens costs N + 1.
+  const int64_t budget = max_length - 1, groups = budget / (interval + 1), rest = budget % (interval + 1);
+  return groups * interval + std::max<int64_t>(0, rest - 1);
+}
+
+std::vector<int32_t> frame_content(const int32_t* content, size_t n, int64_t interval) {
+  std::vector<int32_t> ids;
+  ids.reserve(n + 2 + (interval > 0 ? n / static_cast<size_t>(interval) : 0));
+  ids.push_back(Tokenizer::kBos);
+  for (size_t i = 0; i < n; ++i) {
+    if (interval > 0 && i > 0 && i % static_cast<size_t>(interval) == 0) ids.push_back(Tokenizer::kBos);
+    ids.push_back(content[i]);
+  }
+  ids.push_back(Tokenizer::kEos);
+  return ids;
+}
+
+std::vector<std::pair<size_t, size_t>> window_spans(size_t n, int64_t capacity, int64_t overlap) {
+  if (overlap < 0 || overlap >= capacity) {
+    fail_argument("window overlap must be >= 0 and smaller than the " + std::to_string(capacity) +
+                  " content tokens of a window, got " + std::to_string(overlap));
+  }
+  const size_t len = static_cast<size_t>(capacity), stride = static_cast<size_t>(capacity - overlap);
+  std::vector<std::pair<size_t, size_t>> spans;
+  for (size_t begin = 0;; begin += stride) {
+    spans.push_back({begin, std::min(n, begin + len)});
+    if (begin + len >= n) break;
+  }
+  return spans;
+}
+
+}  // namespace m3
