@@ -285,6 +285,9 @@ m3_encode_params m3_encode_default_params(void) {
   p.max_length = d.max_length;
   p.max_batch_tokens = d.max_batch_tokens;
   p.max_batch_size = d.max_batch_size;
+  p.mcls_interval = d.mcls_interval;
+  p.long_mode = M3_LONG_TRUNCATE;
+  p.window_overlap = d.window_overlap;
   return p;
 }
 
@@ -302,6 +305,9 @@ m3_status m3_encode(m3_context* ctx, const char* const* texts, size_t n, const m
       return invalid(fn, "max_length must be 0 (the model's maximum) or >= 2, got " + std::to_string(p.max_length));
     }
     if (m3_status s = check_batch_limits(fn, p.max_batch_tokens, p.max_batch_size)) return s;
+    if (p.long_mode != M3_LONG_TRUNCATE && p.long_mode != M3_LONG_WINDOW) {
+      return invalid(fn, "long_mode must be M3_LONG_TRUNCATE (0) or M3_LONG_WINDOW (1), got " + std::to_string(p.long_mode));
+    }
     if (p.sparse && !model.has_sparse()) {
       return invalid(fn, model.file().name() + " has no sparse head (dense-only model): cannot compute sparse weights");
     }
@@ -318,6 +324,14 @@ m3_status m3_encode(m3_context* ctx, const char* const* texts, size_t n, const m
     opt.max_length = p.max_length;
     opt.max_batch_tokens = p.max_batch_tokens;
     opt.max_batch_size = p.max_batch_size;
+    opt.mcls_interval = p.mcls_interval;
+    opt.long_mode = p.long_mode == M3_LONG_WINDOW ? m3::LongMode::kWindow : m3::LongMode::kTruncate;
+    opt.window_overlap = p.window_overlap;
+    try {  // options that cannot work fail the call, not every text
+      m3::DocumentEncoder check(model, opt);
+    } catch (const m3::Error& e) {
+      return invalid(fn, e.what());
+    }
 
     auto result = std::make_unique<m3_batch_result>();
     result->dense = opt.dense;

@@ -149,7 +149,18 @@ typedef struct m3_encode_params {
                                maximum (default); larger values are clamped to it; 1 is an error */
   int64_t max_batch_tokens; /* tokens in one forward pass (default 16384; >= 1) */
   int64_t max_batch_size;   /* texts in one forward pass (default 64; >= 1) */
+  int64_t mcls_interval;    /* MCLS: a <s> before every group of N content tokens, dense = the
+                               normalised mean of all <s> states (paper: 256); 0 = off (default) */
+  int long_mode;            /* texts over max_length: M3_LONG_TRUNCATE (default) or M3_LONG_WINDOW */
+  int64_t window_overlap;   /* M3_LONG_WINDOW: tokens shared by consecutive windows (default 256;
+                               must be below a window's content) */
 } m3_encode_params;
+
+/* long_mode values. M3_LONG_WINDOW: overlapping windows of max_length tokens; dense = the
+ * normalised mean of the windows' vectors, sparse = the max weight per token, colbert = the rows
+ * of every window in order (so a text has more rows than tokens where windows overlap). */
+#define M3_LONG_TRUNCATE 0
+#define M3_LONG_WINDOW 1
 
 m3_encode_params m3_encode_default_params(void);
 

@@ -684,3 +684,55 @@ TEST_CASE("c_api: the C++ wrapper gives the same results and throws m3embed::Err
   bad.max_length = 1;
   CHECK_THROWS_AS((void)ctx.encode({"x"}, bad), m3embed::Error);
 }
+
+TEST_CASE("c_api: mcls_interval and M3_LONG_WINDOW give m3::Model's long-text outputs; bad values are refused") {
+  const std::string path = m3test::converted_fixture("long");
+  auto ref = m3::Model::load(path);
+  const nlohmann::json all = m3test::read_json(m3test::fixture_dir("long") + "/reference.json");
+  const std::string text = all["long_cases"][0]["text"].get<std::string>();  // ~1,500 tokens
+  m3_model* m = load_c(path);
+  m3_context* ctx = nullptr;
+  REQUIRE(m3_context_new(m, &ctx) == M3_OK);
+  const char* texts[] = {text.c_str(), "short"};
+  for (int mode : {M3_LONG_TRUNCATE, M3_LONG_WINDOW}) {
+    CAPTURE(mode);
+    m3_encode_params p = m3_encode_default_params();
+    CHECK(p.mcls_interval == 0);
+    CHECK(p.long_mode == M3_LONG_TRUNCATE);
+    p.sparse = p.colbert = 1;
+    p.max_length = 512;
+    p.mcls_interval = 128;
+    p.long_mode = mode;
+    p.window_overlap = 64;
+    m3::EncodeOptions opt;
+    opt.sparse = opt.colbert = true;
+    opt.max_length = 512;
+    opt.mcls_interval = 128;
+    opt.long_mode = mode == M3_LONG_WINDOW ? m3::LongMode::kWindow : m3::LongMode::kTruncate;
+    opt.window_overlap = 64;
+    const auto want = ref->encode_batch({texts[0], texts[1]}, opt);
+    CHECK(want[0].windows == (mode == M3_LONG_WINDOW ? 4 : 1));
+    m3_batch_result* r = nullptr;
+    REQUIRE(m3_encode(ctx, texts, 2, &p, &r) == M3_OK);
+    check_same(r, 0, want[0], true, true, true);
+    check_same(r, 1, want[1], true, true, true);
+    m3_batch_result_free(r);
+  }
+  m3_encode_params p = m3_encode_default_params();
+  m3_batch_result* r = nullptr;
+  p.long_mode = 7;
+  CHECK(m3_encode(ctx, texts, 1, &p, &r) == M3_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(m3_last_error()).find("long_mode") != std::string::npos);
+  p = m3_encode_default_params();
+  p.long_mode = M3_LONG_WINDOW;
+  p.max_length = 100;
+  p.window_overlap = 500;
+  CHECK(m3_encode(ctx, texts, 1, &p, &r) == M3_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(m3_last_error()).find("overlap") != std::string::npos);
+  p = m3_encode_default_params();
+  p.mcls_interval = -2;
+  CHECK(m3_encode(ctx, texts, 1, &p, &r) == M3_ERR_INVALID_ARGUMENT);
+  CHECK(r == nullptr);
+  m3_context_free(ctx);
+  m3_model_free(m);
+}

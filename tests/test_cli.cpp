@@ -179,3 +179,66 @@ TEST_CASE("bench: the summary line carries tok/s for the model, and GOPS for --m
   CHECK(m.out.find("GOPS") != std::string::npos);
   CHECK(m3test::run_command(cli() + " bench -m " + model + " --seq 100000 2>/dev/null").status == 1);
 }
+
+namespace {
+
+// The reference long case `name` of tests/fixtures/long.
+json long_case(const std::string& name) {
+  const json all = m3test::read_json(m3test::fixture_dir("long") + "/reference.json");
+  for (const json& c : all["long_cases"]) {
+    if (c["name"] == name) return c;
+  }
+  FAIL("no long case " << name);
+  return json();
+}
+
+void check_dense(const json& line, const json& ref) {
+  REQUIRE(line.contains("dense"));
+  const auto got = line["dense"].get<std::vector<float>>(), want = ref["dense"].get<std::vector<float>>();
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - want[i]) <= 1e-4f);
+}
+
+}  // namespace
+
+TEST_CASE("encode: --long window and -d DOCUMENT (streamed, ColBERT rows written per window) match the reference") {
+  const std::string model = m3test::converted_fixture("long");
+  const json ref = long_case("window_512");
+  const std::string doc = write_file("window_512.txt", ref["text"].get<std::string>());
+  const std::string flags = " --dense --sparse --colbert --long window --max-length 512 --overlap 64";
+  // the same text as a line of -i and as a document
+  const auto a = m3test::run_command(cli() + " encode -q -m " + model + flags + " -i " + doc);
+  const auto b = m3test::run_command(cli() + " encode -q -m " + model + flags + " -d " + doc + " -d /no/such/file");
+  REQUIRE(a.status == 0);
+  CHECK(b.status == 1);  // one document failed, the other was still written
+  const auto la = json_lines(a.out), lb = json_lines(b.out);
+  REQUIRE(la.size() == 1);
+  REQUIRE(lb.size() == 2);
+  for (const json* line : {&la[0], &lb[0]}) {
+    check_dense(*line, ref);
+    CHECK((*line)["sparse"].size() == ref["sparse"].size());
+    REQUIRE((*line)["colbert"].size() == ref["colbert_rows"].get<size_t>());
+  }
+  CHECK(lb[0]["document"] == doc);
+  CHECK(lb[0]["windows"] == 4);
+  CHECK(lb[0]["colbert"] == la[0]["colbert"]);
+  CHECK(lb[1]["document"] == "/no/such/file");
+  CHECK(lb[1]["error"].get<std::string>().find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("encode: --mcls matches the reference; impossible window options are refused before reading input") {
+  const std::string model = m3test::converted_fixture("long");
+  const json ref = long_case("mcls256_1500");
+  const std::string doc = write_file("mcls.txt", ref["text"].get<std::string>() + "\n");
+  const auto r = m3test::run_command(cli() + " encode -q -m " + model + " --mcls 256 -i " + doc);
+  REQUIRE(r.status == 0);
+  check_dense(json_lines(r.out).at(0), ref);
+
+  const auto bad = m3test::run_command(cli() + " encode -q -m " + model +
+                                       " --long window --max-length 100 --overlap 98 -i " + doc + " 2>&1");
+  CHECK(bad.status == 1);
+  CHECK(bad.out.find("overlap") != std::string::npos);
+  const auto both = m3test::run_command(cli() + " encode -q -m " + model + " -d " + doc + " -i " + doc + " 2>&1");
+  CHECK(both.status == 1);
+  CHECK(both.out.find("only one of") != std::string::npos);
+}

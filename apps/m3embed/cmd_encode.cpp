@@ -1,5 +1,9 @@
 // m3embed encode: texts -> one JSON object per text, in input order.
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 
 #include "apps/m3embed/common.h"
@@ -75,16 +79,110 @@ int64_t encode_window(const m3::Model& model, const std::vector<Item>& items, co
   return 0;
 }
 
+// Reads a document file in chunks into a DocumentEncoder and writes its JSON line. With
+// --colbert the rows are written as each window is done (the line begins with "colbert" and
+// the other keys follow); an error mid-way closes the line with an "error" key, so every line
+// stays valid JSON. Returns false if the document failed.
+bool encode_document(const m3::Model& model, const std::string& path, const m3::EncodeOptions& opt,
+                     const EncodeArgs& args, int64_t* tokens) {
+  OutJson head = OutJson::object();
+  head["document"] = path;
+  std::string prefix = head.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
+  prefix.pop_back();  // the closing brace
+  bool open_rows = false, any_row = false;
+  auto fail_line = [&](const std::string& message) {
+    OutJson err = OutJson::object();
+    err["error"] = message;
+    const std::string e = err.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
+    if (open_rows) {
+      std::fputs("],", stdout);
+      std::fwrite(e.data() + 1, 1, e.size() - 1, stdout);
+    } else {
+      std::fputs(prefix.c_str(), stdout);
+      std::fputc(',', stdout);
+      std::fwrite(e.data() + 1, 1, e.size() - 1, stdout);
+    }
+    std::fputc('\n', stdout);
+    print_error("document " + path + ": " + message);
+    return false;
+  };
+  FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "rb");
+  if (!f) return fail_line(std::string("cannot open: ") + std::strerror(errno));
+  struct stat st;
+  const double total_mb = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size / 1e6 : 0.0;
+  Progress progress("encode " + path, "MB", !args.common.quiet && stderr_is_terminal());
+  progress.set_total(total_mb);
+  const auto start = std::chrono::steady_clock::now();
+  bool ok = true;
+  try {
+    m3::DocumentEncoder doc(model, opt);
+    if (opt.colbert) {
+      const int64_t dim = model.colbert_dim();
+      doc.on_colbert_rows([&, dim](const float* rows, int64_t n) {
+        if (!open_rows) {
+          std::fputs(prefix.c_str(), stdout);
+          std::fputs(",\"colbert\":[", stdout);
+          open_rows = true;
+        }
+        for (int64_t r = 0; r < n; ++r) {
+          const OutJson row(std::vector<float>(rows + r * dim, rows + (r + 1) * dim));
+          if (any_row) std::fputc(',', stdout);
+          const std::string text = row.dump();
+          std::fwrite(text.data(), 1, text.size(), stdout);
+          any_row = true;
+        }
+      });
+    }
+    std::vector<char> buf(1 << 20);
+    double read_mb = 0;
+    size_t got;
+    while ((got = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+      doc.add_text(std::string_view(buf.data(), got));
+      read_mb += got / 1e6;
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      char extra[96];
+      std::snprintf(extra, sizeof extra, "%.0f tok/s, %lld windows", secs > 0 ? doc.tokens() / secs : 0.0,
+                    static_cast<long long>(doc.windows()));
+      progress.update(read_mb, extra);
+    }
+    if (std::ferror(f)) m3::fail_io("read error: " + std::string(std::strerror(errno)));
+    m3::EncodedText e = doc.finish();
+    *tokens += doc.tokens();
+    EncodeArgs tail_args = args;
+    tail_args.colbert = tail_args.colbert && !opt.colbert;  // rows already written
+    OutJson tail = to_json(model, e, tail_args);
+    tail["tokens"] = doc.tokens();
+    tail["windows"] = doc.windows();
+    const std::string t = tail.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
+    if (open_rows) {
+      std::fputs("],", stdout);
+    } else {
+      std::fputs(prefix.c_str(), stdout);
+      if (opt.colbert) std::fputs(",\"colbert\":[],", stdout);
+      else std::fputc(',', stdout);
+    }
+    std::fwrite(t.data() + 1, 1, t.size() - 1, stdout);
+    std::fputc('\n', stdout);
+  } catch (const m3::Error& err) {
+    ok = fail_line(err.what());
+  }
+  if (f != stdin) std::fclose(f);
+  progress.finish();
+  std::fflush(stdout);
+  return ok;
+}
+
 }  // namespace
 
 int run_encode(const EncodeArgs& args_in) {
   EncodeArgs args = args_in;
-  if (args.input.empty() && args.texts.empty()) {
-    print_error("encode: no input; give TEXT arguments or -i FILE (-i - reads stdin)");
+  const int inputs = !args.input.empty() + !args.texts.empty() + !args.documents.empty();
+  if (inputs == 0) {
+    print_error("encode: no input; give TEXT arguments, -i FILE (one text per line; - reads stdin) or -d DOCUMENT");
     return kExitInput;
   }
-  if (!args.input.empty() && !args.texts.empty()) {
-    print_error("encode: give either TEXT arguments or -i FILE, not both");
+  if (inputs > 1) {
+    print_error("encode: give only one of TEXT arguments, -i FILE and -d DOCUMENT");
     return kExitInput;
   }
   if (args.tokens) args.sparse = true;
@@ -97,11 +195,33 @@ int run_encode(const EncodeArgs& args_in) {
   opt.dense = args.dense || (!args.sparse && !args.colbert);
   opt.max_length = args.max_length;
   opt.max_batch_size = args.batch_size;
+  opt.max_batch_tokens = args.max_batch_tokens;
+  opt.mcls_interval = args.mcls;
+  opt.long_mode = args.long_mode == "window" ? m3::LongMode::kWindow : m3::LongMode::kTruncate;
+  opt.window_overlap = args.overlap;
   if ((opt.sparse && !model->has_sparse()) || (opt.colbert && !model->has_colbert())) {
     print_error("encode: " + args.common.model + " is a dense-only model (no " +
                 std::string(opt.sparse && !model->has_sparse() ? "sparse" : "colbert") +
                 " head); drop --sparse/--colbert/--tokens");
     return kExitInput;
+  }
+
+  // Options that cannot work are refused before any input is read.
+  try {
+    m3::DocumentEncoder check(*model, opt);
+  } catch (const m3::Error& e) {
+    print_error(std::string("encode: ") + e.what());
+    return kExitInput;
+  }
+  if (!args.documents.empty()) {
+    int64_t tokens = 0, failed = 0;
+    for (const std::string& path : args.documents) failed += !encode_document(*model, path, opt, args, &tokens);
+    if (failed > 0) {
+      print_error("encode: " + std::to_string(failed) + " of " + std::to_string(args.documents.size()) +
+                  " documents failed");
+      return kExitInput;
+    }
+    return kExitOk;
   }
 
   Progress progress("encode", "texts", !args.common.quiet && stderr_is_terminal());

@@ -22,8 +22,13 @@ struct EncodeArgs {
   bool dense = false, sparse = false, colbert = false, tokens = false;
   int64_t max_length = 0;  // 0 = model maximum
   int64_t batch_size = 32;
+  int64_t max_batch_tokens = 16384;
+  int64_t mcls = 0;                    // MCLS interval; 0 = off
+  std::string long_mode = "truncate";  // or "window"
+  int64_t overlap = 256;               // window overlap in tokens
   std::string input;  // -i FILE or "-" for stdin; empty = TEXT arguments
   std::vector<std::string> texts;
+  std::vector<std::string> documents;  // -d FILE: each file one text, read as a stream
 };
 int run_encode(const EncodeArgs& args);
 

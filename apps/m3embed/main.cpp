@@ -1,5 +1,6 @@
 // m3embed: BGE-M3 embeddings on the CPU.
-//   m3embed encode  -m MODEL.m3 [--dense] [--sparse] [--colbert] [--tokens] [-i FILE|-] [TEXT ...]
+//   m3embed encode  -m MODEL.m3 [--dense] [--sparse] [--colbert] [--tokens] [--mcls N] [--long window]
+//                   [-i FILE|-] [-d DOCUMENT ...] [TEXT ...]
 //   m3embed score   -m MODEL.m3 -i PAIRS.tsv [--weights D,S,C]
 //   m3embed convert HF_DIR -o MODEL.m3 [--dtype int8|bf16|f32] [--smooth-alpha A] [--smooth all|ln|none]
 //   m3embed quantize F32.m3 -o MODEL.m3 [--dtype int8|bf16] [--calibration FILE]
@@ -47,7 +48,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 30));
   encode->add_option("--batch-size", enc.batch_size, "texts per forward pass (default 32)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  encode->add_option("--max-batch-tokens", enc.max_batch_tokens,
+                     "tokens per forward pass: texts are sorted by length and grouped under it (default 16384)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  encode->add_option("--mcls", enc.mcls,
+                     "MCLS: insert <s> every N tokens; dense = mean of all <s> states (the paper uses 256; default 0 = off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  encode->add_option("--long", enc.long_mode,
+                     "texts over --max-length: truncate (default) or window (overlapping windows, combined)")
+      ->check(CLI::IsMember({"truncate", "window"}));
+  encode->add_option("--overlap", enc.overlap, "--long window: tokens shared by consecutive windows (default 256)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   encode->add_option("-i,--input", enc.input, "read texts one per line from FILE (- for stdin)");
+  encode->add_option("-d,--document", enc.documents,
+                     "a file that is one text (any size, read as a stream; repeatable; - for stdin)");
   encode->add_option("texts", enc.texts, "texts to embed");
 
   m3cli::ScoreArgs sc;
