@@ -294,20 +294,30 @@ void DocumentEncoder::on_colbert_rows(std::function<void(const float*, int64_t)>
 void DocumentEncoder::add_text(std::string_view text) {
   if (finished_) fail_argument("DocumentEncoder: add_text after finish");
   pending_.append(text);
-  if (pending_.size() < tokenize_chunk_) return;
-  // Cut after the last whitespace: SentencePiece never joins pieces across whitespace, so the
-  // ids are those of the whole text.
-  size_t cut = pending_.size();
-  while (cut > 0 && !is_space(pending_[cut - 1])) --cut;
-  if (cut == 0) {
-    if (pending_.size() < 16 * tokenize_chunk_) return;
-    cut = pending_.size();
-    while (cut > 0 && (static_cast<unsigned char>(pending_[cut - 1]) & 0xC0) == 0x80) --cut;  // continuation bytes
-    if (cut > 0) --cut;  // before the character's lead byte
-    if (cut == 0) cut = pending_.size();
+  // Tokenize in pieces of about tokenize_chunk_ bytes (SentencePiece's memory grows with the
+  // text it is given), each cut after a whitespace: SentencePiece never joins pieces across
+  // whitespace, so the ids are those of the whole text.
+  const size_t force = 16 * tokenize_chunk_;
+  size_t done = 0;
+  while (pending_.size() - done >= tokenize_chunk_) {
+    const std::string_view rest = std::string_view(pending_).substr(done);
+    size_t cut = tokenize_chunk_;
+    while (cut > 0 && !is_space(rest[cut - 1])) --cut;
+    if (cut == 0) {  // a run of text without whitespace: the first whitespace after it
+      const size_t at = rest.find_first_of(" \n\t\r\f\v", tokenize_chunk_);
+      if (at != std::string_view::npos && at < force) {
+        cut = at + 1;
+      } else if (rest.size() < force) {
+        break;  // wait for more text
+      } else {  // no whitespace in 16 chunks: cut before a UTF-8 lead byte
+        cut = force;
+        while (cut > 1 && (static_cast<unsigned char>(rest[cut]) & 0xC0) == 0x80) --cut;
+      }
+    }
+    tokenize(rest.substr(0, cut));
+    done += cut;
   }
-  tokenize(std::string_view(pending_).substr(0, cut));
-  pending_.erase(0, cut);
+  pending_.erase(0, done);
   encode_ready(false);
 }
 

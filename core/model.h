@@ -136,8 +136,8 @@ class Model {
 //   m3::EncodedText out = doc.finish();   // ids: empty (tokens() counts them)
 class DocumentEncoder {
  public:
-  // tokenize_chunk: text is tokenized once this many bytes are pending (cut after the last
-  // whitespace; without whitespace in 16 times as many bytes, at a character boundary).
+  // tokenize_chunk: text is tokenized in pieces of about this many bytes, each cut after a
+  // whitespace (without whitespace in 16 times as many bytes, at a character boundary).
   DocumentEncoder(const Model& model, const EncodeOptions& options, size_t tokenize_chunk = size_t{1} << 16);
   ~DocumentEncoder();
   // Called with each window's ColBERT rows ([rows, colbert_dim]) as soon as they exist; they

@@ -242,3 +242,19 @@ TEST_CASE("encode: --mcls matches the reference; impossible window options are r
   CHECK(both.status == 1);
   CHECK(both.out.find("only one of") != std::string::npos);
 }
+
+TEST_CASE("encode: output starts before the input ends (-i - from a pipe that pauses)") {
+  // 300 lines, then the writer pauses 4 s before the last one: the first 256-text group must be
+  // written during the pause. Prints the milliseconds until the first output line arrived.
+  const std::string model = m3test::converted_fixture("tiny-bin");
+  const auto r = m3test::run_command(
+      "start=$(date +%s%N); ( seq 300 | sed 's/^/text /'; sleep 4; echo last ) | " + cli() + " encode -q -m " + model +
+      " -i - | { read -r line; echo $(( ($(date +%s%N) - start) / 1000000 )); wc -l; }");
+  REQUIRE(r.status == 0);
+  std::istringstream in(r.out);
+  long first_ms = -1, rest = -1;
+  in >> first_ms >> rest;
+  CHECK(rest == 300);  // 301 lines in all
+  CHECK(first_ms >= 0);
+  CHECK(first_ms < 3500);
+}

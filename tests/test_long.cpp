@@ -192,3 +192,26 @@ TEST_CASE("long inputs: bad options are refused with a message") {
   o.mcls_interval = -1;
   CHECK_THROWS_WITH_AS(model->encode_batch({"x"}, o), doctest::Contains("MCLS"), m3::Error);
 }
+
+TEST_CASE("DocumentEncoder: text without whitespace, invalid UTF-8 and NUL bytes is cut and encoded") {
+  auto model = m3::Model::load(m3test::converted_fixture("long"));
+  m3::EncodeOptions opt;
+  opt.sparse = true;
+  opt.long_mode = m3::LongMode::kWindow;
+  opt.max_length = 128;
+  opt.window_overlap = 16;
+  // 20 KB of CJK without spaces (3-byte characters), then stray continuation bytes, NULs and
+  // a lone lead byte: with 300-byte pieces the text must be cut at character boundaries.
+  std::string text;
+  for (int i = 0; i < 6800; ++i) text += "\xE6\x96\x87";  // 文
+  text += std::string("\x80\x80\xBF", 3) + std::string(5, '\0') + "\xE6" + " tail words";
+  m3::DocumentEncoder doc(*model, opt, 300);
+  for (size_t i = 0; i < text.size(); i += 1000) doc.add_text(std::string_view(text).substr(i, 1000));
+  const m3::EncodedText out = doc.finish();
+  CHECK(doc.windows() > 1);
+  CHECK(out.dense.size() == static_cast<size_t>(model->config().hidden_size));
+  // Every piece of the text was tokenized once: at least one token per 9 bytes of the CJK run
+  // (the tokenizer's pieces hold at most a few characters) and nothing is lost or repeated.
+  const int64_t content = doc.tokens() - 2 * doc.windows();
+  CHECK(content >= static_cast<int64_t>(text.size() / 9));
+}
