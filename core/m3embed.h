@@ -55,8 +55,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Before 1.0 a minor version may change the ABI: rebuild against the new header.
+ * 0.2.0: m3_encode_params gained mcls_interval, long_mode and window_overlap. */
 #define M3EMBED_VERSION_MAJOR 0
-#define M3EMBED_VERSION_MINOR 1
+#define M3EMBED_VERSION_MINOR 2
 #define M3EMBED_VERSION_PATCH 0
 
 #ifdef __cplusplus

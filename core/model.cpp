@@ -156,8 +156,8 @@ void Model::check_heads(const EncodeOptions& options) const {
   if (options.colbert && !has_colbert()) {
     fail_argument(file_->name() + " has no colbert head (dense-only model): cannot compute colbert vectors");
   }
-  if (options.mcls_interval < 0) {
-    fail_argument("the MCLS interval must be >= 0, got " + std::to_string(options.mcls_interval));
+  if (options.mcls_interval < 0 || options.mcls_interval > (int64_t{1} << 40)) {
+    fail_argument("the MCLS interval must be in 0..2^40, got " + std::to_string(options.mcls_interval));
   }
 }
 
@@ -257,7 +257,7 @@ void Model::run_jobs(const std::vector<Job>& jobs, const EncodeOptions& options,
           int64_t kept = 0;
           for (int64_t t = 1; t < n; ++t) {
             if (is_inserted_cls(t, n, job.mcls_interval)) continue;
-            std::copy_n(r.colbert.begin() + (t - 1) * dim, dim, r.colbert.begin() + kept * dim);
+            if (kept != t - 1) std::copy_n(r.colbert.begin() + (t - 1) * dim, dim, r.colbert.begin() + kept * dim);
             ++kept;
           }
           r.colbert.resize(static_cast<size_t>(kept * dim));
@@ -274,7 +274,10 @@ void Model::run_jobs(const std::vector<Job>& jobs, const EncodeOptions& options,
 struct DocumentEncoder::Combiner : WindowSum {};
 
 namespace {
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+// Whitespace that SentencePiece's normaliser turns into a word boundary (it deletes \v, so a
+// cut after \v would split a word).
+constexpr const char* kCutAfter = " \n\t\r\f";
+bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f'; }
 }  // namespace
 
 DocumentEncoder::DocumentEncoder(const Model& model, const EncodeOptions& options, size_t tokenize_chunk)
@@ -304,11 +307,11 @@ void DocumentEncoder::add_text(std::string_view text) {
     size_t cut = tokenize_chunk_;
     while (cut > 0 && !is_space(rest[cut - 1])) --cut;
     if (cut == 0) {  // a run of text without whitespace: the first whitespace after it
-      const size_t at = rest.find_first_of(" \n\t\r\f\v", tokenize_chunk_);
+      const size_t at = rest.find_first_of(kCutAfter, tokenize_chunk_);
       if (at != std::string_view::npos && at < force) {
         cut = at + 1;
-      } else if (rest.size() < force) {
-        break;  // wait for more text
+      } else if (rest.size() <= force) {
+        break;  // wait for more text (a forced cut needs to see the byte after it)
       } else {  // no whitespace in 16 chunks: cut before a UTF-8 lead byte
         cut = force;
         while (cut > 1 && (static_cast<unsigned char>(rest[cut]) & 0xC0) == 0x80) --cut;
@@ -323,7 +326,6 @@ void DocumentEncoder::add_text(std::string_view text) {
 
 void DocumentEncoder::tokenize(std::string_view text) {
   const std::vector<int32_t> ids = model_.tokenizer().encode_pieces(text);
-  total_content_ += ids.size();
   if (options_.long_mode == LongMode::kTruncate) {  // only the first window's content is kept
     const size_t have = content_begin_ + content_.size();
     const size_t room = have < static_cast<size_t>(capacity_) ? static_cast<size_t>(capacity_) - have : 0;

@@ -162,7 +162,6 @@ class DocumentEncoder {
   size_t content_begin_ = 0;         // content index of content_[0]
   size_t next_window_ = 0;           // content index where the next window starts
   size_t last_end_ = 0;              // content index where the last encoded window ended
-  size_t total_content_ = 0;
   bool finished_ = false;
   int64_t tokens_ = 0, windows_ = 0;
   std::function<void(const float*, int64_t)> colbert_callback_;

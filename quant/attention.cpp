@@ -296,14 +296,15 @@ void attend_block(const BlockPrimitives& prim, const Operands& op, LongAttention
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t k0 = b * bk, valid = std::min(bk, n - k0);
     memory kt_mem(prim.kt_md, eng, op.k_rows(h, k0)), v_mem(prim.v_md, eng, op.v_rows(h, k0));
-    const float* kv_scale = op.k_scale.data() + (h * blocks + b) * dh;
     if (i8) {
+      const float* kv_scale = op.k_scale.data() + (h * blocks + b) * dh;
       // S_ij = sum_c q_ic (k_jc - mean_c) = sum_c (q_ic * ks_c) k8_jc ~= q_scale_i * sum_c q8_ic k8_jc
       qkernels::quantize_rows_s8(op.q_rows(h, q0), kv_scale, static_cast<size_t>(bq), static_cast<size_t>(dh), q8,
                                  q_scale);
     }
     prim.scores.execute(st, {{DNNL_ARG_SRC, q_mem}, {DNNL_ARG_WEIGHTS, kt_mem}, {DNNL_ARG_DST, s_mem},
                              {DNNL_ARG_SCRATCHPAD, pad1}});
+    st.wait();
     for (int64_t i = 0; i < rows; ++i) {
       if (i8) {
         mb[i] = qkernels::softmax_block_u8(reinterpret_cast<const int32_t*>(s) + i * bk, q_scale[i] * scale * kLog2e,
@@ -315,6 +316,7 @@ void attend_block(const BlockPrimitives& prim, const Operands& op, LongAttention
     }
     prim.context.execute(st, {{DNNL_ARG_SRC, p_mem}, {DNNL_ARG_WEIGHTS, v_mem}, {DNNL_ARG_DST, c_mem},
                               {DNNL_ARG_SCRATCHPAD, pad2}});
+    st.wait();
     for (int64_t i = 0; i < rows; ++i) {
       const float m_new = b == 0 ? mb[i] : std::max(m[i], mb[i]);
       const float a = b == 0 ? 0.0f : qkernels::exp2_approx(m[i] - m_new), w = qkernels::exp2_approx(mb[i] - m_new);

@@ -215,3 +215,24 @@ TEST_CASE("DocumentEncoder: text without whitespace, invalid UTF-8 and NUL bytes
   const int64_t content = doc.tokens() - 2 * doc.windows();
   CHECK(content >= static_cast<int64_t>(text.size() / 9));
 }
+
+TEST_CASE("DocumentEncoder: a forced cut in whitespace-free text never splits a character, whatever the piece size") {
+  // 16 x tokenize_chunk bytes without whitespace force a cut; pieces of exactly that size are the
+  // edge (the cut must see the byte after it). "x" shifts the 3-byte characters off the 4,800 grid.
+  auto model = m3::Model::load(m3test::converted_fixture("long"));
+  m3::EncodeOptions opt;
+  opt.long_mode = m3::LongMode::kWindow;
+  opt.max_length = 128;
+  opt.window_overlap = 0;
+  std::string text = "x";
+  for (int i = 0; i < 5000; ++i) text += "\xE6\x96\x87";  // 文
+  std::vector<int64_t> tokens;
+  for (size_t piece : {size_t{4800}, size_t{1000}, size_t{7}}) {
+    m3::DocumentEncoder doc(*model, opt, 300);
+    for (size_t i = 0; i < text.size(); i += piece) doc.add_text(std::string_view(text).substr(i, piece));
+    doc.finish();
+    tokens.push_back(doc.tokens());
+  }
+  CHECK(tokens[0] == tokens[1]);
+  CHECK(tokens[1] == tokens[2]);
+}

@@ -10,7 +10,9 @@ namespace m3 {
 
 int64_t content_capacity(int64_t max_length, int64_t interval) {
   if (max_length < 2) fail_argument("max_length must be at least 2, got " + std::to_string(max_length));
-  if (interval < 0) fail_argument("the MCLS interval must be >= 0, got " + std::to_string(interval));
+  if (interval < 0 || interval > (int64_t{1} << 40)) {
+    fail_argument("the MCLS interval must be in 0..2^40, got " + std::to_string(interval));
+  }
   if (interval == 0) return max_length - 2;
   // m + ceil(m / N) + 1 <= max_length: each full group of N content tokens costs N + 1.
   const int64_t budget = max_length - 1, groups = budget / (interval + 1), rest = budget % (interval + 1);

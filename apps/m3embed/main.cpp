@@ -35,7 +35,7 @@ void add_quant_options(CLI::App* cmd, m3cli::QuantChoice* q, const char* dtype_h
 int main(int argc, char** argv) {
   CLI::App app{"m3embed: BGE-M3 dense, sparse and ColBERT embeddings on the CPU"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "m3embed 0.1.0");
+  app.set_version_flag("--version", "m3embed 0.2.0");
 
   m3cli::EncodeArgs enc;
   auto* encode = app.add_subcommand("encode", "embed texts; one JSON object per text on stdout, in input order");
