@@ -25,3 +25,8 @@ echo "--- encode --sparse --tokens: lexical weights by token ---"
 echo "--- score (query<TAB>passage) ---"
 printf 'What is BGE M3?\tBGE M3 is an embedding model supporting dense retrieval, lexical matching and multi-vector interaction.\nWhat is BGE M3?\tBM25 is a bag-of-words retrieval function that ranks a set of documents based on the query terms appearing in each document\n' |
   "$build/m3embed" score -m "$model" -i - --weights 0.4,0.2,0.4 --max-passage-length 128
+echo "--- a document longer than the model's limit: -d FILE --long window --mcls 32 (windows of 128 tokens) ---"
+doc="$build/demo-document.txt"
+for i in 1 2 3 4 5 6; do printf '%s ' "${texts[@]}"; done > "$doc"
+"$build/m3embed" encode -m "$model" -q --long window --overlap 16 --mcls 32 --dense --sparse -d "$doc" |
+  sed -E 's/"dense":\[[^]]*\]/"dense":[...]/; s/"sparse":\{[^}]*\}/"sparse":{...}/'
