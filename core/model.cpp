@@ -1,6 +1,7 @@
 #include "core/model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <unordered_map>
 
@@ -23,17 +24,16 @@ bool head_flag(const nlohmann::json& meta, const char* head) {
 
 // Groups sequences (by index) into forward passes: longest first, each pass under the
 // token budget (a sequence longer than the budget runs alone).
-template <typename Seq, typename Len>
-std::vector<std::vector<size_t>> plan_batches(const std::vector<Seq>& seqs, Len length, int64_t max_batch_tokens,
-                                              int64_t max_batch_size) {
-  std::vector<size_t> order(seqs.size());
+std::vector<std::vector<size_t>> plan_batches(const std::vector<std::vector<int32_t>>& ids,
+                                              int64_t max_batch_tokens, int64_t max_batch_size) {
+  std::vector<size_t> order(ids.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return length(seqs[a]) > length(seqs[b]); });
+                   [&](size_t a, size_t b) { return ids[a].size() > ids[b].size(); });
   std::vector<std::vector<size_t>> batches;
   int64_t tokens = 0;
   for (size_t i : order) {
-    const auto n = static_cast<int64_t>(length(seqs[i]));
+    const auto n = static_cast<int64_t>(ids[i].size());
     if (batches.empty() || tokens + n > max_batch_tokens ||
         static_cast<int64_t>(batches.back().size()) >= max_batch_size) {
       batches.emplace_back();
@@ -93,13 +93,14 @@ std::string Model::weights_dtype() const {
   return it != file_->metadata().end() && it->is_string() ? it->get<std::string>() : "f32";
 }
 
-// One framed sequence to encode: a whole text, or one window of it.
-struct Model::Job {
-  std::vector<int32_t> ids;
-  int64_t mcls_interval = 0;
-};
-
 namespace {
+
+// The dense vector of a mean: normalise(sum / count).
+std::vector<float> normalized_mean(const std::vector<double>& sum, int64_t count) {
+  std::vector<float> mean(sum.size());
+  for (size_t i = 0; i < sum.size(); ++i) mean[i] = static_cast<float>(sum[i] / static_cast<double>(count));
+  return dense_head(mean.data(), static_cast<int64_t>(mean.size()));
+}
 
 // Combines the outputs of a text's windows in window order (see LongMode::kWindow).
 struct WindowSum {
@@ -130,11 +131,7 @@ struct WindowSum {
 
   EncodedText finish() {
     // One window: its outputs unchanged (the same as truncation). Several: the normalised mean.
-    if (out.windows > 1 && !dense.empty()) {
-      std::vector<float> mean(dense.size());
-      for (size_t i = 0; i < dense.size(); ++i) mean[i] = static_cast<float>(dense[i] / out.windows);
-      out.dense = dense_head(mean.data(), static_cast<int64_t>(mean.size()));
-    }
+    if (out.windows > 1 && !dense.empty()) out.dense = normalized_mean(dense, out.windows);
     out.sparse.entries = std::move(sparse);
     return std::move(out);
   }
@@ -174,25 +171,25 @@ std::vector<EncodedText> Model::encode_content(const std::vector<std::vector<int
                                                const EncodeOptions& options) const {
   check_heads(options);
   const int64_t capacity = content_capacity(clamp_length(options.max_length), options.mcls_interval);
-  std::vector<Job> jobs;
-  std::vector<size_t> owner;  // text of each job
+  std::vector<std::vector<int32_t>> seqs;  // a whole text or one window of it, framed
+  std::vector<size_t> owner;               // the text of each sequence
   for (size_t t = 0; t < content.size(); ++t) {
     const std::vector<int32_t>& c = content[t];
     if (options.long_mode == LongMode::kWindow) {
       for (const auto& [b, e] : window_spans(c.size(), capacity, options.window_overlap)) {
-        jobs.push_back({frame_content(c.data() + b, e - b, options.mcls_interval), options.mcls_interval});
+        seqs.push_back(frame_content(c.data() + b, e - b, options.mcls_interval));
         owner.push_back(t);
       }
     } else {
       const size_t keep = std::min(c.size(), static_cast<size_t>(capacity));
-      jobs.push_back({frame_content(c.data(), keep, options.mcls_interval), options.mcls_interval});
+      seqs.push_back(frame_content(c.data(), keep, options.mcls_interval));
       owner.push_back(t);
     }
   }
-  std::vector<EncodedText> windows(jobs.size());
-  run_jobs(jobs, options, [&](size_t j, EncodedText&& e) { windows[j] = std::move(e); });
+  std::vector<EncodedText> windows(seqs.size());
+  run_sequences(seqs, options.mcls_interval, options, [&](size_t j, EncodedText&& e) { windows[j] = std::move(e); });
   std::vector<WindowSum> sums(content.size());
-  for (size_t j = 0; j < jobs.size(); ++j) sums[owner[j]].add(std::move(windows[j]), true);
+  for (size_t j = 0; j < seqs.size(); ++j) sums[owner[j]].add(std::move(windows[j]), true);
   std::vector<EncodedText> out;
   out.reserve(content.size());
   for (WindowSum& s : sums) out.push_back(s.finish());
@@ -202,48 +199,42 @@ std::vector<EncodedText> Model::encode_content(const std::vector<std::vector<int
 std::vector<EncodedText> Model::encode_ids(const std::vector<std::vector<int32_t>>& ids,
                                            const EncodeOptions& options) const {
   check_heads(options);
-  std::vector<Job> jobs;
-  jobs.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i].empty() || static_cast<int64_t>(ids[i].size()) > max_length()) {
       fail_argument("sequence " + std::to_string(i) + " has " + std::to_string(ids[i].size()) +
                     " tokens; allowed 1.." + std::to_string(max_length()));
     }
-    jobs.push_back({ids[i], 0});
   }
   std::vector<EncodedText> out(ids.size());
-  run_jobs(jobs, options, [&](size_t j, EncodedText&& e) { out[j] = std::move(e); });
+  run_sequences(ids, 0, options, [&](size_t j, EncodedText&& e) { out[j] = std::move(e); });
   return out;
 }
 
-void Model::run_jobs(const std::vector<Job>& jobs, const EncodeOptions& options,
-                     const std::function<void(size_t, EncodedText&&)>& done) const {
+void Model::run_sequences(const std::vector<std::vector<int32_t>>& seqs, int64_t mcls_interval,
+                          const EncodeOptions& options,
+                          const std::function<void(size_t, EncodedText&&)>& done) const {
   const int64_t hidden = config_.hidden_size;
   std::vector<float> states;
-  auto length = [](const Job& j) { return j.ids.size(); };
-  for (const std::vector<size_t>& batch : plan_batches(jobs, length, options.max_batch_tokens, options.max_batch_size)) {
+  for (const std::vector<size_t>& batch : plan_batches(seqs, options.max_batch_tokens, options.max_batch_size)) {
     PackedBatch packed;
-    for (size_t i : batch) packed.add(jobs[i].ids, static_cast<int32_t>(config_.pad_token_id + 1));
+    for (size_t i : batch) packed.add(seqs[i], static_cast<int32_t>(config_.pad_token_id + 1));
     encoder_->forward(packed, &states);
     for (size_t k = 0; k < batch.size(); ++k) {
-      const Job& job = jobs[batch[k]];
       EncodedText r;
       const int64_t n = packed.offsets[k + 1] - packed.offsets[k];
       const float* h = states.data() + packed.offsets[k] * hidden;
-      r.ids = job.ids;
+      r.ids = seqs[batch[k]];
       if (options.dense) {
-        if (job.mcls_interval > 0) {
+        if (mcls_interval > 0) {
           // MCLS: the mean of the last hidden states of every <s> (leading and inserted)
           std::vector<double> sum(static_cast<size_t>(hidden), 0.0);
           int64_t count = 0;
           for (int64_t t = 0; t < n; ++t) {
-            if (job.ids[t] != Tokenizer::kBos) continue;
+            if (r.ids[t] != Tokenizer::kBos) continue;
             for (int64_t c = 0; c < hidden; ++c) sum[c] += h[t * hidden + c];
             ++count;
           }
-          std::vector<float> mean(sum.size());
-          for (size_t c = 0; c < sum.size(); ++c) mean[c] = static_cast<float>(sum[c] / count);
-          r.dense = dense_head(mean.data(), hidden);
+          r.dense = normalized_mean(sum, count);
         } else {
           r.dense = dense_head(h, hidden);
         }
@@ -252,11 +243,11 @@ void Model::run_jobs(const std::vector<Job>& jobs, const EncodeOptions& options,
       if (options.colbert) {
         r.colbert = colbert_head(*colbert_, h, n);
         r.colbert_rows = n - 1;
-        if (job.mcls_interval > 0) {  // leave out the rows of inserted <s> (row t - 1 is token t)
+        if (mcls_interval > 0) {  // leave out the rows of inserted <s> (row t - 1 is token t)
           const int64_t dim = colbert_dim();
           int64_t kept = 0;
           for (int64_t t = 1; t < n; ++t) {
-            if (is_inserted_cls(t, n, job.mcls_interval)) continue;
+            if (is_inserted_cls(t, n, mcls_interval)) continue;
             if (kept != t - 1) std::copy_n(r.colbert.begin() + (t - 1) * dim, dim, r.colbert.begin() + kept * dim);
             ++kept;
           }
@@ -277,7 +268,7 @@ namespace {
 // Whitespace that SentencePiece's normaliser turns into a word boundary (it deletes \v, so a
 // cut after \v would split a word).
 constexpr const char* kCutAfter = " \n\t\r\f";
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f'; }
+bool is_space(char c) { return c != '\0' && std::strchr(kCutAfter, c) != nullptr; }
 }  // namespace
 
 DocumentEncoder::DocumentEncoder(const Model& model, const EncodeOptions& options, size_t tokenize_chunk)
@@ -339,10 +330,9 @@ void DocumentEncoder::encode_ready(bool final) {
   const size_t len = static_cast<size_t>(capacity_);
   const size_t stride = options_.long_mode == LongMode::kWindow ? len - static_cast<size_t>(options_.window_overlap) : 0;
   auto encode_window = [&](size_t begin, size_t end) {
-    std::vector<Model::Job> job{{frame_content(content_.data() + (begin - content_begin_), end - begin,
-                                               options_.mcls_interval),
-                                 options_.mcls_interval}};
-    model_.run_jobs(job, options_, [&](size_t, EncodedText&& e) {
+    const std::vector<std::vector<int32_t>> window{
+        frame_content(content_.data() + (begin - content_begin_), end - begin, options_.mcls_interval)};
+    model_.run_sequences(window, options_.mcls_interval, options_, [&](size_t, EncodedText&& e) {
       tokens_ += static_cast<int64_t>(e.ids.size());
       ++windows_;
       e.ids.clear();

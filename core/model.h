@@ -117,10 +117,10 @@ class Model {
   std::unique_ptr<Linear> colbert_;
 
   friend class DocumentEncoder;
-  struct Job;
-  // Encodes framed sequences (token-budget batches) and calls done(job index, output) for each.
-  void run_jobs(const std::vector<Job>& jobs, const EncodeOptions& options,
-                const std::function<void(size_t, EncodedText&&)>& done) const;
+  // Encodes framed sequences (token-budget batches; MCLS outputs when mcls_interval > 0) and
+  // calls done(sequence index, output) for each.
+  void run_sequences(const std::vector<std::vector<int32_t>>& seqs, int64_t mcls_interval,
+                     const EncodeOptions& options, const std::function<void(size_t, EncodedText&&)>& done) const;
   void check_heads(const EncodeOptions& options) const;
   int64_t clamp_length(int64_t max_length) const;
 };
