@@ -25,9 +25,25 @@ namespace {
 using dnnl::memory;
 using DataType = memory::data_type;
 
-struct Primitives {
+// The two matmuls of attention, scores = Q K^T and context = P V, with user-managed scratchpads.
+struct MatmulPair {
   dnnl::matmul scores, context;
-  memory::desc q_md, kt_md, s_md, v_md, ctx_md, pad1_md, pad2_md;
+  memory::desc pad1_md, pad2_md;  // their scratchpads
+};
+
+MatmulPair make_matmul_pair(const memory::desc& q, const memory::desc& kt, const memory::desc& s,
+                            const memory::desc& p, const memory::desc& v, const memory::desc& ctx,
+                            dnnl::primitive_attr scores_attr) {
+  dnnl::primitive_attr context_attr;
+  scores_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  context_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const dnnl::matmul::primitive_desc pd1(dnnl::matmul::desc(q, kt, s), scores_attr, cpu_engine());
+  const dnnl::matmul::primitive_desc pd2(dnnl::matmul::desc(p, v, ctx), context_attr, cpu_engine());
+  return {dnnl::matmul(pd1), dnnl::matmul(pd2), pd1.scratchpad_desc(), pd2.scratchpad_desc()};
+}
+
+struct Primitives : MatmulPair {
+  memory::desc q_md, kt_md, s_md, v_md, ctx_md;
 };
 
 // Primitives per (n, heads, head_dim, threads, scale); emptied when it grows past kMaxCached.
@@ -46,16 +62,9 @@ Primitives make(int64_t n, int64_t heads, int64_t dh, float scale) {
   p.s_md = memory::desc({heads, n, n}, DataType::f32, memory::dims{n * n, n, 1});
   p.v_md = memory::desc({heads, n, dh}, DataType::f32, memory::dims{n * dh, dh, 1});
   p.ctx_md = memory::desc({heads, n, dh}, DataType::f32, memory::dims{n * dh, dh, 1});
-  dnnl::primitive_attr a1, a2;
-  a1.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  a2.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  a1.set_output_scales(0, {scale});
-  const dnnl::matmul::primitive_desc pd1(dnnl::matmul::desc(p.q_md, p.kt_md, p.s_md), a1, cpu_engine());
-  const dnnl::matmul::primitive_desc pd2(dnnl::matmul::desc(p.s_md, p.v_md, p.ctx_md), a2, cpu_engine());
-  p.scores = dnnl::matmul(pd1);
-  p.context = dnnl::matmul(pd2);
-  p.pad1_md = pd1.scratchpad_desc();
-  p.pad2_md = pd2.scratchpad_desc();
+  dnnl::primitive_attr scores_attr;
+  scores_attr.set_output_scales(0, {scale});
+  static_cast<MatmulPair&>(p) = make_matmul_pair(p.q_md, p.kt_md, p.s_md, p.s_md, p.v_md, p.ctx_md, scores_attr);
   return p;
 }
 
@@ -139,9 +148,8 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-struct BlockPrimitives {
-  dnnl::matmul scores, context;
-  memory::desc q_md, kt_md, s_md, p_md, v_md, c_md, pad1_md, pad2_md;
+struct BlockPrimitives : MatmulPair {
+  memory::desc q_md, kt_md, s_md, p_md, v_md, c_md;
 };
 
 // One pair of block matmuls per (precision, head_dim), built once: every block has the same
@@ -159,14 +167,7 @@ BlockPrimitives make_block(LongAttention::Precision precision, int64_t dh) {
   p.p_md = memory::desc({bq, bk}, i8 ? DataType::u8 : DataType::f32, memory::dims{bk, 1});
   p.v_md = memory::desc({bk, dh}, in, memory::dims{dh, 1});
   p.c_md = memory::desc({bq, dh}, acc, memory::dims{dh, 1});
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  const dnnl::matmul::primitive_desc pd1(dnnl::matmul::desc(p.q_md, p.kt_md, p.s_md), attr, cpu_engine());
-  const dnnl::matmul::primitive_desc pd2(dnnl::matmul::desc(p.p_md, p.v_md, p.c_md), attr, cpu_engine());
-  p.scores = dnnl::matmul(pd1);
-  p.context = dnnl::matmul(pd2);
-  p.pad1_md = pd1.scratchpad_desc();
-  p.pad2_md = pd2.scratchpad_desc();
+  static_cast<MatmulPair&>(p) = make_matmul_pair(p.q_md, p.kt_md, p.s_md, p.p_md, p.v_md, p.c_md, {});
   return p;
 }
 
