@@ -87,22 +87,27 @@ bool encode_document(const m3::Model& model, const std::string& path, const m3::
                      const EncodeArgs& args, int64_t* tokens) {
   OutJson head = OutJson::object();
   head["document"] = path;
-  std::string prefix = head.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
+  std::string prefix = json_text(head);
   prefix.pop_back();  // the closing brace
-  bool open_rows = false, any_row = false;
+  bool rows_open = false, any_row = false;
+  auto open_rows = [&] {
+    if (rows_open) return;
+    std::fputs(prefix.c_str(), stdout);
+    std::fputs(",\"colbert\":[", stdout);
+    rows_open = true;
+  };
+  // Ends the line with the keys of `rest`, after the ColBERT rows if any were written.
+  auto end_line = [&](const OutJson& rest) {
+    const std::string text = json_text(rest);
+    std::fputs(rows_open ? "]" : prefix.c_str(), stdout);
+    std::fputc(',', stdout);
+    std::fwrite(text.data() + 1, 1, text.size() - 1, stdout);
+    std::fputc('\n', stdout);
+  };
   auto fail_line = [&](const std::string& message) {
     OutJson err = OutJson::object();
     err["error"] = message;
-    const std::string e = err.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
-    if (open_rows) {
-      std::fputs("],", stdout);
-      std::fwrite(e.data() + 1, 1, e.size() - 1, stdout);
-    } else {
-      std::fputs(prefix.c_str(), stdout);
-      std::fputc(',', stdout);
-      std::fwrite(e.data() + 1, 1, e.size() - 1, stdout);
-    }
-    std::fputc('\n', stdout);
+    end_line(err);
     print_error("document " + path + ": " + message);
     return false;
   };
@@ -119,11 +124,7 @@ bool encode_document(const m3::Model& model, const std::string& path, const m3::
     if (opt.colbert) {
       const int64_t dim = model.colbert_dim();
       doc.on_colbert_rows([&, dim](const float* rows, int64_t n) {
-        if (!open_rows) {
-          std::fputs(prefix.c_str(), stdout);
-          std::fputs(",\"colbert\":[", stdout);
-          open_rows = true;
-        }
+        open_rows();
         for (int64_t r = 0; r < n; ++r) {
           const OutJson row(std::vector<float>(rows + r * dim, rows + (r + 1) * dim));
           if (any_row) std::fputc(',', stdout);
@@ -153,16 +154,8 @@ bool encode_document(const m3::Model& model, const std::string& path, const m3::
     OutJson tail = to_json(model, e, tail_args);
     tail["tokens"] = doc.tokens();
     tail["windows"] = doc.windows();
-    const std::string t = tail.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
-    if (open_rows) {
-      std::fputs("],", stdout);
-    } else {
-      std::fputs(prefix.c_str(), stdout);
-      if (opt.colbert) std::fputs(",\"colbert\":[],", stdout);
-      else std::fputc(',', stdout);
-    }
-    std::fwrite(t.data() + 1, 1, t.size() - 1, stdout);
-    std::fputc('\n', stdout);
+    if (opt.colbert) open_rows();  // "colbert":[] even if no row came
+    end_line(tail);
   } catch (const m3::Error& err) {
     ok = fail_line(err.what());
   }

@@ -14,6 +14,8 @@ namespace m3cli {
 using OutJson = nlohmann::basic_json<nlohmann::ordered_map, std::vector, std::string, bool, std::int64_t,
                                      std::uint64_t, float>;
 
+// Compact JSON text; invalid UTF-8 in strings is replaced (U+FFFD), never an exception.
+std::string json_text(const OutJson& j);
 // Writes one JSON object per line to stdout.
 void write_json_line(const OutJson& j);
 
